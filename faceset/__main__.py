@@ -1,0 +1,5 @@
+import sys
+
+from faceset.cli import main
+
+sys.exit(main())
