@@ -1,0 +1,210 @@
+"""The training and fitting losses of the original (SPEC 5), plus a robust photometric term.
+
+Every loss takes batch-first tensors and returns either the original's batch reduction (a
+0-d tensor, ``reduction="batch"``) or one value per image (``reduction="none"``, (B,)),
+which the fitting code sums so that the images of a batch stay independent. The weights
+of the original live in ``recon.constants`` and are gathered in ``LossWeights``; the
+functions here return *unweighted* terms, ``total_loss`` weights and sums them.
+
+Image conventions: images are (B, 3, H, W) RGB floats in [0, 1]; masks and attention maps
+(B, 1, H, W) in [0, 1]; landmarks (B, 68, 2) in pixels of the 224 crop (any convention, as
+long as prediction and target agree; faceset uses y-down).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Optional
+
+import torch
+
+from . import constants as C
+
+REDUCTIONS = ("batch", "none")
+
+
+@dataclass
+class LossWeights:
+    """Weights of the total loss; the defaults are the original's CLI defaults (SPEC 5)."""
+
+    color: float = C.W_COLOR
+    lm: float = C.W_LANDMARK
+    feat: float = C.W_FEAT
+    reg: float = C.W_REG
+    gamma: float = C.W_GAMMA
+    reflc: float = C.W_REFLECTANCE
+    reg_id: float = C.W_REG_ID
+    reg_exp: float = C.W_REG_EXP
+    reg_tex: float = C.W_REG_TEX
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def _check_images(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> None:
+    if pred.ndim != 4 or pred.shape != target.shape:
+        raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} "
+                         "must both be (B, 3, H, W)")
+    if weight.ndim != 4 or weight.shape[1] != 1 or weight.shape[-2:] != pred.shape[-2:]:
+        raise ValueError(f"pixel weights must be (B, 1, H, W) matching the images, "
+                         f"got {tuple(weight.shape)}")
+
+
+def pixel_residual(pred: torch.Tensor, target: torch.Tensor, eps: float = C.PHOTO_EPS) -> torch.Tensor:
+    """Per-pixel colour distance e = sqrt(eps + sum_c (pred - target)^2) (SPEC 5).
+
+    pred, target: (B, 3, H, W) RGB in [0, 1]. Returns (B, 1, H, W), same units as the images.
+    The eps inside the root keeps the gradient finite where the residual is zero.
+    """
+    return torch.sqrt(eps + ((pred - target) ** 2).sum(dim=1, keepdim=True))
+
+
+def photo_attention(face_mask: torch.Tensor, skin_probability: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """A = skin_probability * detached face mask (SPEC 5): the photometric pixel weights.
+
+    face_mask: (B, 1, H, W) rendered coverage in [0, 1]; its gradient is cut, as the
+    original does. skin_probability: (B, 1, H, W) raw posterior in [0, 1] or None (= 1).
+    Returns (B, 1, H, W).
+    """
+    mask = face_mask.detach()
+    return mask if skin_probability is None else mask * skin_probability
+
+
+def _weighted_pixel_mean(values: torch.Tensor, weight: torch.Tensor, reduction: str) -> torch.Tensor:
+    """sum(values * weight) / max(sum(weight), 1), pooled over the batch or per image."""
+    if reduction == "batch":
+        return (values * weight).sum() / weight.sum().clamp(min=1.0)
+    return (values * weight).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp(min=1.0)
+
+
+def photometric_loss(pred: torch.Tensor, target: torch.Tensor, attention: torch.Tensor,
+                     reduction: str = "batch", eps: float = C.PHOTO_EPS) -> torch.Tensor:
+    """The original's photometric term L = sum(e * A) / max(sum A, 1) (SPEC 5).
+
+    pred: (B, 3, H, W) rendered image in [0, 1]; target: (B, 3, H, W) input image;
+    attention: (B, 1, H, W) pixel weights A (see ``photo_attention``; pass it detached).
+    Returns a 0-d tensor (``"batch"``: pooled over all images, as the original) or (B,).
+    """
+    _check_reduction(reduction)
+    _check_images(pred, target, attention)
+    return _weighted_pixel_mean(pixel_residual(pred, target, eps), attention, reduction)
+
+
+def robust_penalty(residual: torch.Tensor, scale: float) -> torch.Tensor:
+    """rho(e) = scale * log(1 + e / scale): like e for e << scale, logarithmic beyond.
+
+    residual: any shape, non-negative (a colour distance in image units); scale > 0 in the
+    same units. Its derivative 1 / (1 + e/scale) lets an occluder's large residuals pull
+    far less than the face pixels that the model can explain.
+    """
+    if scale <= 0:
+        raise ValueError(f"robust scale must be positive, got {scale}")
+    return scale * torch.log1p(residual / scale)
+
+
+def robust_photometric_loss(pred: torch.Tensor, target: torch.Tensor, attention: torch.Tensor,
+                            scale: float = 0.1, reduction: str = "batch",
+                            eps: float = C.PHOTO_EPS) -> torch.Tensor:
+    """Occlusion-robust photometric term: sum(rho(e) * A) / max(sum A, 1).
+
+    Same arguments and result as ``photometric_loss`` plus ``scale`` (colour distance,
+    [0, 1] image units, where the penalty starts to flatten; the default 0.1 is about
+    a quarter of the typical colour difference between skin and an occluder).
+    """
+    _check_reduction(reduction)
+    _check_images(pred, target, attention)
+    values = robust_penalty(pixel_residual(pred, target, eps), scale)
+    return _weighted_pixel_mean(values, attention, reduction)
+
+
+def landmark_weights(n_landmarks: int = 68, device=None, dtype=torch.float32) -> torch.Tensor:
+    """(68,) weights: 20 on 0-based 28-30 (nose ridge) and 60-67 (inner mouth), else 1."""
+    weights = torch.ones(n_landmarks, device=device, dtype=dtype)
+    weights[list(C.LANDMARK_HEAVY_IDS)] = C.LANDMARK_HEAVY_WEIGHT
+    return weights
+
+
+def landmark_loss(pred: torch.Tensor, target: torch.Tensor, reduction: str = "batch",
+                  visibility: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """L = sum_b sum_i w_i ||p_i - q_i||^2 / (B * 68) (SPEC 5).
+
+    pred, target: (B, 68, 2) pixels of the 224 crop (same convention for both).
+    visibility: optional (B, 68) in [0, 1] multiplying w_i (e.g. 0 for landmarks a
+    detector marked as occluded); the normaliser stays 68, as the original's.
+    Returns a 0-d tensor or (B,) (per image: sum_i w_i ||.||^2 / 68).
+    """
+    _check_reduction(reduction)
+    if pred.shape != target.shape or pred.ndim != 3 or pred.shape[-1] != 2:
+        raise ValueError(f"landmarks must both be (B, K, 2), got {tuple(pred.shape)} and "
+                         f"{tuple(target.shape)}")
+    weights = landmark_weights(pred.shape[1], pred.device, pred.dtype)
+    weights = weights.expand(pred.shape[:2]) if visibility is None else weights * visibility
+    per_image = (weights * ((pred - target) ** 2).sum(-1)).sum(1) / pred.shape[1]
+    return per_image.mean() if reduction == "batch" else per_image
+
+
+def coefficient_regularizer(id_coeffs: torch.Tensor, exp_coeffs: torch.Tensor, tex_coeffs: torch.Tensor,
+                            weights: LossWeights = LossWeights(), reduction: str = "batch") -> torch.Tensor:
+    """(w_id sum id^2 + w_exp sum exp^2 + w_tex sum tex^2) / B (SPEC 5).
+
+    id/exp/tex: (B, K) coefficients in standard deviations. Returns 0-d or (B,).
+    """
+    _check_reduction(reduction)
+    per_image = (weights.reg_id * (id_coeffs ** 2).sum(1) + weights.reg_exp * (exp_coeffs ** 2).sum(1)
+                 + weights.reg_tex * (tex_coeffs ** 2).sum(1))
+    return per_image.mean() if reduction == "batch" else per_image
+
+
+def gamma_loss(gamma: torch.Tensor, reduction: str = "batch") -> torch.Tensor:
+    """Monochrome-light prior: mean of (gamma - mean over channels)^2 (SPEC 5).
+
+    gamma: (B, 27) channel-major SH coefficients, raw (without the 0.8 DC offset).
+    Returns 0-d (mean over all B*27 elements) or (B,) (mean over each image's 27).
+    """
+    _check_reduction(reduction)
+    light = gamma.view(gamma.shape[0], 3, -1)
+    squared = (light - light.mean(dim=1, keepdim=True)) ** 2
+    return squared.mean() if reduction == "batch" else squared.flatten(1).mean(1)
+
+
+def reflectance_loss(albedo: torch.Tensor, skin_mask: torch.Tensor, reduction: str = "batch") -> torch.Tensor:
+    """Albedo flatness on skin vertices (SPEC 5).
+
+    albedo: (B, N, 3) in [0, 1]; skin_mask: (N,) bool or float vertex mask.
+    mu = sum(mask T) / sum(mask) per image and channel; L = sum(((T - mu) mask)^2) / (B sum mask).
+    Returns 0-d or (B,) (per image: divided by sum mask).
+    """
+    _check_reduction(reduction)
+    if albedo.ndim != 3 or skin_mask.shape != albedo.shape[1:2]:
+        raise ValueError(f"albedo must be (B, N, 3) and skin_mask (N,), got "
+                         f"{tuple(albedo.shape)} and {tuple(skin_mask.shape)}")
+    mask = skin_mask.to(albedo.dtype)[None, :, None]
+    count = mask.sum()
+    mean = (albedo * mask).sum(1, keepdim=True) / count
+    per_image = (((albedo - mean) * mask) ** 2).sum((1, 2)) / count
+    return per_image.mean() if reduction == "batch" else per_image
+
+
+def identity_loss(pred_features: torch.Tensor, target_features: torch.Tensor,
+                  reduction: str = "batch") -> torch.Tensor:
+    """Perceptual identity term sum_b (1 - cos(f_pred, f_in)) / B (SPEC 5), no hinge.
+
+    pred_features, target_features: (B, D) features (normalised here, so any scale works).
+    Returns 0-d or (B,).
+    """
+    _check_reduction(reduction)
+    cosine = torch.nn.functional.cosine_similarity(pred_features, target_features, dim=1)
+    per_image = 1.0 - cosine
+    return per_image.mean() if reduction == "batch" else per_image
+
+
+def total_loss(terms: dict[str, torch.Tensor], weights: LossWeights = LossWeights()) -> torch.Tensor:
+    """Weighted sum of the unweighted terms present in ``terms`` (keys: color, lm, feat, reg,
+    gamma, reflc; any shape that broadcasts). The reg term already holds its inner weights."""
+    known = {f.name for f in fields(weights)}
+    unknown = set(terms) - known
+    if unknown:
+        raise ValueError(f"unknown loss terms {sorted(unknown)}")
+    return sum(getattr(weights, name) * value for name, value in terms.items())
