@@ -1,0 +1,123 @@
+"""File formats of the original's outputs (SPEC 8), written atomically.
+
+- OBJ: ``v x y z r g b`` with colours quantised to uint8 and written as floats in [0, 1]
+  (what trimesh writes for the original), optional ``vt`` lines, 1-based ``f`` lines.
+- ``.mat``: float32 (1, K) arrays ``id, exp, tex, angle, gamma, trans`` and ``lm68``
+  (1, 68, 2) in y-down pixels of the 224 crop.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+
+COEFF_KEYS = ("id", "exp", "tex", "angle", "gamma", "trans")
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write bytes to ``path`` through a temporary file in the same folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def quantise_colors(colors: np.ndarray) -> np.ndarray:
+    """Float colours (N, 3), nominally [0, 1] -> uint8 after clipping (as the original)."""
+    return np.clip(np.asarray(colors, dtype=np.float64) * 255.0, 0, 255).astype(np.uint8)
+
+
+def obj_text(vertices: np.ndarray, triangles: np.ndarray, colors: np.ndarray | None = None,
+             uvs: np.ndarray | None = None, header: str = "") -> str:
+    """OBJ text. vertices (N,3) float; triangles (F,3) 0-based int; colors (N,3) float in
+    [0,1] (clipped, quantised to uint8 like the original); uvs (N,2) per-vertex, optional."""
+    vertices = np.asarray(vertices, dtype=np.float64)
+    triangles = np.asarray(triangles, dtype=np.int64)
+    lines = [f"# {header}"] if header else []
+    if colors is not None:
+        rgb = quantise_colors(colors) / 255.0
+        lines += [f"v {x:.6f} {y:.6f} {z:.6f} {r:.6f} {g:.6f} {b:.6f}"
+                  for (x, y, z), (r, g, b) in zip(vertices, rgb)]
+    else:
+        lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in vertices]
+    if uvs is not None:
+        lines += [f"vt {u:.6f} {v:.6f}" for u, v in np.asarray(uvs, dtype=np.float64)]
+        lines += [f"f {a}/{a} {b}/{b} {c}/{c}" for a, b, c in triangles + 1]
+    else:
+        lines += [f"f {a} {b} {c}" for a, b, c in triangles + 1]
+    return "\n".join(lines) + "\n"
+
+
+def write_obj(path: str | os.PathLike, vertices, triangles, colors=None, uvs=None,
+              header: str = "") -> None:
+    """Write an OBJ atomically (see ``obj_text``)."""
+    write_atomic(path, obj_text(vertices, triangles, colors, uvs, header).encode())
+
+
+def read_obj(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read vertices (N,3), colours (N,3) or None, uvs (N,2) or None, triangles (F,3)
+    0-based from an OBJ with optional ``v x y z r g b`` colours and ``f a/t ...`` faces."""
+    vertices, colors, uvs, faces = [], [], [], []
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        try:
+            if parts[0] == "v":
+                values = [float(p) for p in parts[1:]]
+                vertices.append(values[:3])
+                if len(values) >= 6:
+                    colors.append(values[3:6])
+            elif parts[0] == "vt":
+                uvs.append([float(p) for p in parts[1:3]])
+            elif parts[0] == "f":
+                corners = [int(p.split("/")[0]) - 1 for p in parts[1:]]
+                faces += [[corners[0], corners[i], corners[i + 1]] for i in range(1, len(corners) - 1)]
+        except ValueError as err:
+            raise ValueError(f"{path}:{number}: cannot parse {line!r} ({err})") from err
+    if not vertices:
+        raise ValueError(f"{path}: no vertices")
+    return {
+        "vertices": np.array(vertices, dtype=np.float64),
+        "colors": np.array(colors, dtype=np.float64) if len(colors) == len(vertices) else None,
+        "uvs": np.array(uvs, dtype=np.float64) if uvs else None,
+        "triangles": np.array(faces, dtype=np.int64).reshape(-1, 3),
+    }
+
+
+def write_coeffs_mat(path: str | os.PathLike, coeffs: dict[str, np.ndarray],
+                     landmarks68: np.ndarray | None = None, extra: dict | None = None) -> None:
+    """The original's per-image ``.mat``: float32 (1, K) coefficient groups + ``lm68``.
+
+    coeffs: group name -> (K,) or (1, K) array; landmarks68: (68, 2) y-down crop pixels.
+    """
+    data = {k: np.asarray(coeffs[k], dtype=np.float32).reshape(1, -1) for k in COEFF_KEYS}
+    if landmarks68 is not None:
+        data["lm68"] = np.asarray(landmarks68, dtype=np.float32).reshape(1, 68, 2)
+    data.update(extra or {})
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, data)
+    write_atomic(path, buffer.getvalue())
+
+
+def read_coeffs_mat(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a per-image ``.mat``: group name -> (K,) float32, and ``lm68`` (68, 2) if present."""
+    data = scipy.io.loadmat(path)
+    missing = [k for k in COEFF_KEYS if k not in data]
+    if missing:
+        raise ValueError(f"{path}: missing coefficient group(s) {', '.join(missing)}")
+    out = {k: data[k].astype(np.float32).reshape(-1) for k in COEFF_KEYS}
+    if "lm68" in data:
+        out["lm68"] = data["lm68"].astype(np.float32).reshape(68, 2)
+    return out

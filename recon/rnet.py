@@ -1,0 +1,91 @@
+"""R-Net: a ResNet backbone regressing 3DMM coefficients (SPEC 1.2, 1.4).
+
+Same module names as the original's ``ReconNetWrapper`` so its ``epoch_20.pth`` loads
+strictly: ``backbone.*`` (torchvision ResNet without ``fc``) and ``final_layers.{0..6}``
+(1x1 convolutions for id, exp, tex, angle, gamma, (tx, ty), tz), all zero-initialised.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torchvision
+
+from .types import Coeffs
+
+BACKBONE_CHANNELS = {"resnet18": 512, "resnet50": 2048}
+CHECKPOINT_KEY = "net_recon"
+CHECKPOINT_HELP = ("the published R-Net checkpoint of Deep3DFaceRecon_pytorch "
+                   "(face_recon_feat0.2_augment/epoch_20.pth, linked from its README)")
+
+
+class ResNetBackbone(torch.nn.Module):
+    """torchvision ResNet up to the global average pool; output (B, C, 1, 1).
+
+    Wraps the torchvision model so the parameter names are exactly torchvision's
+    (``conv1``, ``bn1``, ``layer1`` ...) without ``fc``, as in the original.
+    """
+
+    def __init__(self, arch: str = "resnet50"):
+        super().__init__()
+        net = getattr(torchvision.models, arch)(weights=None)
+        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        self.avgpool = net.avgpool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.avgpool(x)
+
+
+class ReconNet(torch.nn.Module):
+    """Images (B, 3, 224, 224) RGB float in [0, 1], **not normalised** (as the original)
+    -> coefficient vector (B, n_id + n_exp + n_tex + 3 + 27 + 3), 257 for BFM09."""
+
+    def __init__(self, arch: str = "resnet50", sizes: dict[str, int] | None = None):
+        super().__init__()
+        if arch not in BACKBONE_CHANNELS:
+            raise ValueError(f"unknown R-Net backbone {arch!r}; choose from {list(BACKBONE_CHANNELS)}")
+        sizes = sizes or Coeffs.sizes_for()
+        self.sizes = sizes
+        self.backbone = ResNetBackbone(arch)
+        head_dims = [sizes["id"], sizes["exp"], sizes["tex"], sizes["angle"], sizes["gamma"], 2, 1]
+        channels = BACKBONE_CHANNELS[arch]
+        self.final_layers = torch.nn.ModuleList(
+            torch.nn.Conv2d(channels, d, kernel_size=1, bias=True) for d in head_dims)
+        for layer in self.final_layers:
+            torch.nn.init.zeros_(layer.weight)
+            torch.nn.init.zeros_(layer.bias)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"R-Net input must be (B, 3, H, W), got {tuple(images.shape)}")
+        features = self.backbone(images)
+        return torch.cat([head(features) for head in self.final_layers], dim=1).flatten(1)
+
+    def predict(self, images: torch.Tensor) -> Coeffs:
+        return Coeffs.from_vector(self(images), self.sizes)
+
+
+def load_checkpoint(path: str | os.PathLike, arch: str = "resnet50",
+                    map_location: str | torch.device = "cpu") -> ReconNet:
+    """An R-Net with the original's ``epoch_<N>.pth`` weights (``net_recon``, strict)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: it is {CHECKPOINT_HELP}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({err})") from err
+    if isinstance(state, dict) and CHECKPOINT_KEY in state:
+        state = state[CHECKPOINT_KEY]
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    net = ReconNet(arch)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: weights do not fit a {arch} R-Net ({err})") from err
+    return net.eval()
