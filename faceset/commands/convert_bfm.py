@@ -1,0 +1,26 @@
+"""``faceset convert-bfm``: BFM09 + Exp_Pca.bin -> the original's BFM_model_front.mat."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "convert-bfm", help="convert BFM09 to the original's BFM_model_front.mat",
+        description="Read 01_MorphableModel.mat (BFM09), Exp_Pca.bin (Guo et al.) and the "
+                    "original repo's helper files (BFM_front_idx.mat, BFM_exp_idx.mat, "
+                    "facemodel_info.mat, std_exp.txt) from DIR and write BFM_model_front.mat "
+                    "exactly as the original's converter does.")
+    parser.add_argument("bfm_dir", type=Path, metavar="DIR")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output file (default DIR/BFM_model_front.mat)")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from recon.models.bfm import convert_bfm09, load_bfm_front
+    path = convert_bfm09(args.bfm_dir, args.out)
+    model = load_bfm_front(path)
+    print(f"wrote {path}: {model.n_vertices} vertices, {model.n_triangles} triangles")
+    return 0

@@ -1,0 +1,58 @@
+"""``faceset reconstruct``: per-image reconstruction of a photo folder (or a whole subject)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by the commands that run the face model."""
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="the original's R-Net checkpoint (epoch_20.pth); default: "
+                             "landmark initialiser, no network")
+    parser.add_argument("--bfm", type=Path, default=None,
+                        help="BFM folder (01_MorphableModel.mat, Exp_Pca.bin and the original's "
+                             "helper files; converted on first use) or BFM_model_front.mat; "
+                             "default: the embedded procedural model")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    parser.add_argument("--batch-size", type=int, default=8, help="photos per batch (default 8)")
+    parser.add_argument("--renderer", default="auto", choices=("auto", "torch", "nvdiffrast", "pytorch3d"),
+                        help="rasterizer backend (default: nvdiffrast on CUDA when installed, else torch)")
+    parser.add_argument("--face", type=int, default=0, dest="face_index",
+                        help="with several faces in a photo: 0 = the largest (default), 1 = the next...")
+    parser.add_argument("--overwrite", action="store_true", help="redo photos whose outputs exist")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "reconstruct", help="reconstruct every photo of a folder",
+        description="Reconstruct every *.jpg/*.png of IMG_DIR (using IMG_DIR/detections/<stem>.txt "
+                    "when present, else dlib). Writes <stem>.obj/.mat/.png like the original, plus "
+                    "<stem>_canonical.obj and <stem>_transform.json. With --subject, fuses one "
+                    "identity across all photos and fits it jointly.")
+    parser.add_argument("img_dir", type=Path, metavar="IMG_DIR")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--subject", action="store_true",
+                        help="all photos show one person: aggregate and fit one identity")
+    parser.add_argument("--iters", type=int, default=None, help="fitting iterations (with --subject)")
+    add_model_options(parser)
+    parser.set_defaults(func=run)
+
+
+def options_from_args(args):
+    from faceset.pipeline import ReconstructOptions
+    return ReconstructOptions(checkpoint=args.checkpoint, bfm=args.bfm, device=args.device,
+                              batch_size=args.batch_size, overwrite=args.overwrite,
+                              backend=args.renderer, face_index=args.face_index)
+
+
+def run(args) -> int:
+    if args.subject:
+        from faceset.subject import run_subject_command
+        return run_subject_command(args)
+    from faceset.pipeline import reconstruct_folder
+    report = reconstruct_folder(args.img_dir, args.out, options_from_args(args))
+    print(report.summary())
+    print(f"outputs in {args.out}")
+    return 1 if report.failed else 0

@@ -1,0 +1,295 @@
+"""The per-image ``reconstruct`` job: photos in, the original's outputs (and more) out.
+
+For every ``*.jpg|*.jpeg|*.png`` of a folder: 5 alignment points (``detections/<stem>.txt``
+when present, else dlib), the 224 crop, 68 landmarks (dlib), coefficients (R-Net with a
+checkpoint, else the landmark initialiser + least-squares lighting), then per image:
+
+- ``<stem>.obj``  posed world-space mesh with clipped lit vertex colours (SPEC 8)
+- ``<stem>.mat``  id, exp, tex, angle, gamma, trans (float32 (1, K)) and lm68 (crop, y-down)
+- ``<stem>.png``  aligned input | render overlay | landmarks (224 x 672)
+- ``<stem>_canonical.obj``  unposed, neutral-expression shape with albedo colours
+- ``<stem>_transform.json`` the crop <-> photo transform
+
+A photo that fails is reported at the end and the rest are done; a re-run skips photos
+whose outputs all exist unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from recon import constants as C
+from recon.face_model import FaceModel
+from recon.io import write_atomic, write_coeffs_mat, write_obj
+from recon.landmark_fit import estimate_lighting, fit_landmarks
+from recon.preprocess.align import CropTransform, align_face, open_rgb
+from recon.preprocess.detections import detection_path_for, read_detections
+from recon.types import Coeffs, FaceGeometry
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+OUTPUT_SUFFIXES = (".obj", ".mat", "_canonical.obj", "_transform.json", ".png")
+DETECTION_COLOR = (0, 0, 255)     # the original draws the input 5 points in blue
+LANDMARK_COLOR = (255, 0, 0)      # and the predicted 68 in red
+
+
+@dataclass
+class ReconstructOptions:
+    checkpoint: Optional[Path] = None   # the original's epoch_20.pth; None: landmark fit
+    bfm: Optional[Path] = None          # BFM folder or BFM_model_front.mat; None: embedded
+    device: str = "auto"
+    batch_size: int = 8
+    overwrite: bool = False
+    backend: str = "auto"               # renderer backend
+    arch: str = "resnet50"
+    face_index: int = 0                 # with several faces: 0 = the largest, 1 = next...
+
+
+@dataclass
+class PreparedPhoto:
+    """A photo aligned to the 224 crop. Landmarks are y-down crop pixels."""
+
+    path: Path
+    crop: np.ndarray                       # (224, 224, 3) uint8 RGB
+    transform: CropTransform
+    five_points: np.ndarray                # (5, 2) the alignment points
+    landmarks68: Optional[np.ndarray]      # (68, 2) dlib's, None when unavailable
+    source: str                            # where the 5 points came from
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem
+
+    def crop_tensor(self) -> torch.Tensor:
+        """(3, 224, 224) float RGB in [0, 1]."""
+        return torch.from_numpy(np.array(self.crop)).permute(2, 0, 1).float() / 255.0
+
+
+@dataclass
+class RunReport:
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        lines = [f"{len(self.done)} reconstructed, {len(self.skipped)} already done, "
+                 f"{len(self.failed)} failed"]
+        lines += [f"  failed: {name}: {reason}" for name, reason in self.failed.items()]
+        return "\n".join(lines)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def load_face_model(bfm: Optional[Path], device: torch.device) -> FaceModel:
+    """BFM09 from the user's files, else the embedded procedural model."""
+    if bfm is not None:
+        from recon.models.bfm import load_bfm
+        model = load_bfm(bfm)
+    else:
+        from recon.models.procedural import build_embedded_model
+        model = build_embedded_model()
+    return FaceModel(model).to(device)
+
+
+def discover_photos(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such photo folder")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+
+
+def output_paths(out_dir: Path, stem: str) -> list[Path]:
+    return [out_dir / f"{stem}{suffix}" for suffix in OUTPUT_SUFFIXES]
+
+
+class PhotoPreparer:
+    """Detection file or dlib -> aligned crop and 68 landmarks. dlib loads on first need."""
+
+    def __init__(self, face_index: int = 0):
+        self.face_index = face_index
+        self._detector = None
+
+    @property
+    def detector(self):
+        if self._detector is None:
+            from recon.preprocess.detect import LandmarkDetector
+            self._detector = LandmarkDetector()
+        return self._detector
+
+    def prepare(self, path: Path) -> PreparedPhoto:
+        image = open_rgb(path)
+        detection_file = detection_path_for(path)
+        if detection_file.is_file():
+            five = read_detections(detection_file)
+            landmarks68 = self.detector.landmarks68_from_five(image, five)
+            source = "detections file"
+        else:
+            faces = self.detector.detect_faces(image)
+            if len(faces) <= self.face_index:
+                raise ValueError(f"{path}: {len(faces)} face(s) found, face {self.face_index} asked "
+                                 f"for (and no {detection_file.name} in {detection_file.parent})")
+            face = faces[self.face_index]
+            five, landmarks68, source = face.five_points, face.landmarks68, "dlib"
+        aligned = align_face(image, five)
+        return PreparedPhoto(path=path, crop=aligned.image, transform=aligned.transform,
+                             five_points=aligned.landmarks,
+                             landmarks68=aligned.transform.to_crop(landmarks68), source=source)
+
+
+class Reconstructor:
+    """Coefficients, geometry and renders for batches of prepared photos."""
+
+    def __init__(self, options: ReconstructOptions):
+        self.options = options
+        self.device = resolve_device(options.device)
+        self.face_model = load_face_model(options.bfm, self.device)
+        self.rnet = None
+        if options.checkpoint is not None:
+            from recon.rnet import load_checkpoint
+            self.rnet = load_checkpoint(options.checkpoint, options.arch).to(self.device)
+        from recon.render import MeshRenderer
+        self.renderer = MeshRenderer(self.face_model.camera, backend=options.backend)
+
+    @torch.no_grad()
+    def coefficients(self, photos: list[PreparedPhoto]) -> Coeffs:
+        images = torch.stack([p.crop_tensor() for p in photos]).to(self.device)
+        if self.rnet is not None:
+            return self.rnet.predict(images)
+        missing = [p.path.name for p in photos if p.landmarks68 is None]
+        if missing:
+            raise ValueError(f"no 68 landmarks for {', '.join(missing)} and no R-Net checkpoint")
+        landmarks = torch.tensor(np.stack([p.landmarks68 for p in photos]), dtype=torch.float32)
+        coeffs = fit_landmarks(self.face_model, landmarks.to(self.device))
+        return coeffs.replace(gamma=estimate_lighting(self.face_model, coeffs, images))
+
+    @torch.no_grad()
+    def render(self, geometry: FaceGeometry):
+        return self.renderer.render(geometry, self.face_model.triangles)
+
+
+def panel_image(photo: PreparedPhoto, rendered: torch.Tensor, mask: torch.Tensor,
+                landmarks: np.ndarray) -> np.ndarray:
+    """The original's 224 x 672 visualisation: input | overlay | overlay + landmarks.
+
+    rendered (3, H, W) and mask (1, H, W) float; landmarks (68, 2) y-down crop pixels.
+    """
+    source = photo.crop_tensor()
+    overlay = rendered.cpu() * mask.cpu() + source * (1 - mask.cpu())
+    panels = [source, overlay, overlay.clone()]
+    marked = panels[2]
+    draw_points(marked, photo.five_points, DETECTION_COLOR)
+    draw_points(marked, landmarks, LANDMARK_COLOR)
+    strip = torch.cat(panels, dim=2).clamp(0, 1)
+    return (strip.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def draw_points(image: torch.Tensor, points: np.ndarray, color: tuple[int, int, int]) -> None:
+    """Paint 4 x 4 blocks centred at (x, y) y-down pixel points into (3, H, W) in place."""
+    height, width = image.shape[1:]
+    value = torch.tensor(color, dtype=image.dtype)[:, None, None] / 255.0
+    for x, y in np.round(points).astype(int):
+        top, left = max(y - 2, 0), max(x - 2, 0)
+        if top < height and left < width and y + 2 > 0 and x + 2 > 0:
+            image[:, top:y + 2, left:x + 2] = value
+
+
+def write_photo_outputs(out_dir: Path, photo: PreparedPhoto, coeffs: Coeffs,
+                        geometry: FaceGeometry, canonical: FaceGeometry, render, face_model: FaceModel) -> None:
+    """All files of one photo (batch-of-one inputs); the PNG last, as the completion mark."""
+    stem = photo.stem
+    triangles = face_model.triangles.cpu().numpy()
+    world = geometry.world[0].cpu().numpy()
+    write_obj(out_dir / f"{stem}.obj", world, triangles, geometry.color[0].cpu().numpy(),
+              header=f"faceset reconstruction of {photo.path.name}, posed world space")
+    landmarks = geometry.landmarks[0].cpu().numpy()
+    write_coeffs_mat(out_dir / f"{stem}.mat", coeffs.to_numpy_dict(), landmarks)
+    write_obj(out_dir / f"{stem}_canonical.obj", canonical.canonical[0].cpu().numpy(), triangles,
+              canonical.albedo[0].cpu().numpy(),
+              uvs=None if face_model.uvs is None else face_model.uvs.cpu().numpy(),
+              header="canonical (unposed, neutral expression), albedo colours")
+    photo.transform.save(out_dir / f"{stem}_transform.json")
+    strip = panel_image(photo, render.image[0], render.mask[0], landmarks)
+    write_png(out_dir / f"{stem}.png", strip)
+
+
+def write_png(path: Path, array: np.ndarray) -> None:
+    import io
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    write_atomic(path, buffer.getvalue())
+
+
+def neutral_coeffs(coeffs: Coeffs) -> Coeffs:
+    """Same identity and albedo, zero expression and pose (the canonical mesh)."""
+    return coeffs.replace(exp=torch.zeros_like(coeffs.exp), angle=torch.zeros_like(coeffs.angle),
+                          trans=torch.zeros_like(coeffs.trans))
+
+
+def reconstruct_folder(photo_dir: Path, out_dir: Path, options: ReconstructOptions,
+                       show_progress: bool = True) -> RunReport:
+    """Run the per-image job over a folder; see the module docstring."""
+    photos = discover_photos(photo_dir)
+    report = RunReport()
+    todo = []
+    for path in photos:
+        if not options.overwrite and all(p.exists() for p in output_paths(out_dir, path.stem)):
+            report.skipped.append(path.name)
+        else:
+            todo.append(path)
+    if not todo:
+        return report
+    out_dir.mkdir(parents=True, exist_ok=True)
+    reconstructor = Reconstructor(options)
+    preparer = PhotoPreparer(options.face_index)
+    progress = tqdm(total=len(todo), desc="reconstruct", unit="photo", disable=not show_progress)
+    for start in range(0, len(todo), options.batch_size):
+        prepared = []
+        for path in todo[start:start + options.batch_size]:
+            try:
+                prepared.append(preparer.prepare(path))
+            except (ValueError, OSError) as err:
+                report.failed[path.name] = str(err)
+                progress.update(1)
+        if prepared:
+            _reconstruct_batch(reconstructor, prepared, out_dir, report)
+            progress.update(len(prepared))
+    progress.close()
+    return report
+
+
+def _reconstruct_batch(reconstructor: Reconstructor, prepared: list[PreparedPhoto],
+                       out_dir: Path, report: RunReport) -> None:
+    try:
+        coeffs = reconstructor.coefficients(prepared)
+        geometry = reconstructor.face_model.compute(coeffs)
+        canonical = reconstructor.face_model.compute(neutral_coeffs(coeffs))
+        render = reconstructor.render(geometry)
+    except (ValueError, RuntimeError) as err:
+        for photo in prepared:
+            report.failed[photo.path.name] = str(err)
+        return
+    for i, photo in enumerate(prepared):
+        try:
+            write_photo_outputs(out_dir, photo, coeffs[i], geometry[i], canonical[i],
+                                _select(render, i), reconstructor.face_model)
+            report.done.append(photo.path.name)
+        except OSError as err:
+            report.failed[photo.path.name] = f"cannot write outputs ({err})"
+
+
+def _select(render, index: int):
+    from recon.render import RenderOutput
+    return RenderOutput(mask=render.mask[index:index + 1], image=render.image[index:index + 1],
+                        depth=render.depth[index:index + 1], rast=render.rast[index:index + 1])

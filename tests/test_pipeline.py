@@ -1,0 +1,90 @@
+"""The per-image reconstruct job end to end, on real photos, with the embedded model."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.io
+from PIL import Image
+
+from faceset.cli import COMMANDS, build_parser
+from faceset.pipeline import ReconstructOptions, output_paths, reconstruct_folder
+from recon.io import read_obj
+from recon.preprocess.align import CropTransform
+
+
+@pytest.fixture(scope="module")
+def photo_dir(tmp_path_factory, shared_data):
+    folder = tmp_path_factory.mktemp("photos")
+    (folder / "detections").mkdir()
+    for stem in ("000002", "000031"):
+        shutil.copy(shared_data / "examples" / f"{stem}.jpg", folder)
+        shutil.copy(shared_data / "examples" / "detections" / f"{stem}.txt", folder / "detections")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def first_run(photo_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    report = reconstruct_folder(photo_dir, out, ReconstructOptions(device="cpu"), show_progress=False)
+    return out, report
+
+
+def test_bad_photo_is_reported_and_the_rest_done(first_run):
+    _, report = first_run
+    assert sorted(report.done) == ["000002.jpg", "000031.jpg"]
+    assert list(report.failed) == ["broken.jpg"]
+    assert "broken.jpg" in report.failed["broken.jpg"]
+
+
+def test_outputs_have_the_original_formats(first_run):
+    out, _ = first_run
+    mat = scipy.io.loadmat(out / "000002.mat")
+    for key, size in {"id": 80, "exp": 64, "tex": 80, "angle": 3, "gamma": 27, "trans": 3}.items():
+        assert mat[key].shape == (1, size) and mat[key].dtype == np.float32
+    assert mat["lm68"].shape == (1, 68, 2)
+    strip = np.asarray(Image.open(out / "000002.png"))
+    assert strip.shape == (224, 672, 3)
+    mesh = read_obj(out / "000002.obj")
+    assert mesh["colors"] is not None and mesh["triangles"].min() == 0
+    canonical = read_obj(out / "000002_canonical.obj")
+    assert canonical["vertices"].shape == mesh["vertices"].shape
+    CropTransform.load(out / "000002_transform.json")
+
+
+def test_predicted_landmarks_follow_the_photo(first_run, photo_dir):
+    """The fitted face's eye and mouth landmarks land near the given 5 points."""
+    out, _ = first_run
+    lm68 = scipy.io.loadmat(out / "000031.mat")["lm68"][0]
+    transform = CropTransform.load(out / "000031_transform.json")
+    five = np.loadtxt(photo_dir / "detections" / "000031.txt")
+    crop_five = transform.to_crop(five)
+    predicted = np.stack([lm68[[36, 39]].mean(0), lm68[[42, 45]].mean(0), lm68[30], lm68[48], lm68[54]])
+    assert np.abs(predicted - crop_five).max() < 8.0
+
+
+def test_rerun_skips_finished_photos(first_run, photo_dir):
+    out, _ = first_run
+    stamps = {p: p.stat().st_mtime_ns for p in output_paths(out, "000002")}
+    report = reconstruct_folder(photo_dir, out, ReconstructOptions(device="cpu"), show_progress=False)
+    assert sorted(report.skipped) == ["000002.jpg", "000031.jpg"]
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+def test_every_subcommand_has_help():
+    parser = build_parser()
+    names = set(parser._subparsers._group_actions[0].choices)
+    assert {"reconstruct", "demo", "convert-bfm"} <= names
+    for name in names:
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args([name, "--help"])
+        assert exit_info.value.code == 0
+
+
+def test_console_entry_point_runs():
+    result = subprocess.run([sys.executable, "-m", "faceset", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "reconstruct" in result.stdout
