@@ -5,6 +5,8 @@ full-covariance Gaussian mixture gives the skin likelihood, another the non-skin
 the posterior with priors 0.8 / 0.2 is the skin probability. The original evaluates this on
 the full photo during data preparation and uses it as the photometric-loss attention mask.
 
+Each component's Mahalanobis form is expanded into a quadratic in the (centred) YCbCr
+features, so all 8 component log-likelihoods are one (N, 10) @ (10, 8) matrix product.
 Both versions compute in the log domain (the posterior is a sigmoid of the log-likelihood
 difference), which equals the original's direct formula wherever that is finite and never
 divides 0 by 0.
@@ -83,13 +85,47 @@ def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
     return np.asarray(rgb, dtype=np.float64) @ matrix.T + np.array(YCBCR_OFFSET)
 
 
-def _gmm_log_likelihood(features: np.ndarray, weights, means, dets, inverses) -> np.ndarray:
-    # features (N, 3) -> (N,) log of sum_k w_k N(x; mu_k, Sigma_k).
-    diffs = features[:, None, :] - np.array(means)[None]                  # (N, 4, 3)
-    mahalanobis = np.einsum("nki,kij,nkj->nk", diffs, np.array(inverses), diffs)
-    logs = _log_constants(weights, dets)[None] - 0.5 * mahalanobis
-    peak = logs.max(axis=1, keepdims=True)
-    return peak[:, 0] + np.log(np.exp(logs - peak).sum(axis=1))
+FEATURE_CENTRE = 128.0  # subtracted from YCbCr before the quadratic features (precision)
+
+
+def _quadratic_form_matrix(weights, means, dets, inverses) -> np.ndarray:
+    """(10, K) float64 W with log(w_k N(x; mu_k, Sigma_k)) = phi(x - 128) @ W[:, k].
+
+    phi(y) = [y0^2, y1^2, y2^2, 2y0y1, 2y0y2, 2y1y2, y0, y1, y2, 1]; expanding
+    (y - m)^T A (y - m) this way turns the whole mixture into one matrix product.
+    """
+    columns = []
+    for log_constant, mean, inverse in zip(_log_constants(weights, dets), means, inverses):
+        a = np.array(inverse, dtype=np.float64)
+        m = np.array(mean, dtype=np.float64) - FEATURE_CENTRE
+        quadratic = [a[0, 0], a[1, 1], a[2, 2], a[0, 1], a[0, 2], a[1, 2]]
+        linear = -2.0 * (a @ m)
+        constant = m @ a @ m
+        columns.append(np.concatenate([-0.5 * np.array(quadratic), -0.5 * linear,
+                                       [log_constant - 0.5 * constant]]))
+    return np.stack(columns, axis=1)
+
+
+def _quadratic_features(y, stack):
+    # y (..., 3) centred YCbCr -> (..., 10); ``stack`` is np.stack or torch.stack.
+    y0, y1, y2 = y[..., 0], y[..., 1], y[..., 2]
+    return stack([y0 * y0, y1 * y1, y2 * y2, 2 * y0 * y1, 2 * y0 * y2, 2 * y1 * y2,
+                  y0, y1, y2, y0 * 0 + 1], -1)  # y0 * 0 + 1: ones, in numpy and torch
+
+
+def _mixture_matrix() -> np.ndarray:
+    """(10, 8) float64: columns 0-3 skin components, 4-7 non-skin, priors folded in."""
+    skin = _quadratic_form_matrix(SKIN_WEIGHTS, SKIN_MEANS, SKIN_COV_DETS, SKIN_COV_INVS)
+    non_skin = _quadratic_form_matrix(NON_SKIN_WEIGHTS, NON_SKIN_MEANS, NON_SKIN_COV_DETS,
+                                      NON_SKIN_COV_INVS)
+    skin[9] += math.log(SKIN_PRIOR)
+    non_skin[9] += math.log(NON_SKIN_PRIOR)
+    return np.concatenate([skin, non_skin], axis=1)
+
+
+def _log_sum_exp(logs: np.ndarray) -> np.ndarray:
+    peak = logs.max(axis=-1, keepdims=True)
+    return peak[..., 0] + np.log(np.exp(logs - peak).sum(axis=-1))
 
 
 def skin_probability(image: np.ndarray) -> np.ndarray:
@@ -107,12 +143,10 @@ def _probability_float64(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"skin_probability needs an (H, W, 3) RGB image, got {image.shape}")
-    features = rgb_to_ycbcr(image.reshape(-1, 3))
-    log_skin = _gmm_log_likelihood(features, SKIN_WEIGHTS, SKIN_MEANS, SKIN_COV_DETS,
-                                   SKIN_COV_INVS) + math.log(SKIN_PRIOR)
-    log_non_skin = _gmm_log_likelihood(features, NON_SKIN_WEIGHTS, NON_SKIN_MEANS,
-                                       NON_SKIN_COV_DETS, NON_SKIN_COV_INVS) + math.log(NON_SKIN_PRIOR)
-    # P = a / (a + b) = 1 / (1 + exp(log b - log a)), computed without overflow.
+    features = _quadratic_features(rgb_to_ycbcr(image.reshape(-1, 3)) - FEATURE_CENTRE, np.stack)
+    logs = features @ _mixture_matrix()                                    # (N, 8)
+    log_skin, log_non_skin = _log_sum_exp(logs[:, :4]), _log_sum_exp(logs[:, 4:])
+    # P = a / (a + b) = sigmoid(log a - log b), written with tanh to avoid overflow.
     probability = 0.5 * (1.0 + np.tanh(0.5 * (log_skin - log_non_skin)))
     return probability.reshape(image.shape[:2])
 
@@ -121,17 +155,6 @@ def skin_mask_image(image: np.ndarray) -> np.ndarray:
     """The original's saved mask: round(255 P) as an (H, W, 3) uint8 image."""
     probability = _probability_float64(image)  # round from float64, as the original
     return np.repeat(np.round(255.0 * probability).astype(np.uint8)[:, :, None], 3, axis=2)
-
-
-def _torch_gmm_log_likelihood(features: torch.Tensor, weights, means, dets,
-                              inverses) -> torch.Tensor:
-    # features (..., 3) -> (...) log-likelihood, in the features' dtype and device.
-    options = {"dtype": features.dtype, "device": features.device}
-    diffs = features.unsqueeze(-2) - torch.tensor(means, **options)      # (..., 4, 3)
-    mahalanobis = torch.einsum("...ki,kij,...kj->...k", diffs,
-                               torch.tensor(inverses, **options), diffs)
-    logs = torch.tensor(_log_constants(weights, dets), **options) - 0.5 * mahalanobis
-    return torch.logsumexp(logs, dim=-1)
 
 
 def skin_probability_torch(images: torch.Tensor) -> torch.Tensor:
@@ -149,9 +172,8 @@ def skin_probability_torch(images: torch.Tensor) -> torch.Tensor:
     rgb = images.permute(0, 2, 3, 1) * 255.0
     features = rgb @ (torch.tensor(RGB_TO_YCBCR, **options) / 255.0).T \
         + torch.tensor(YCBCR_OFFSET, **options)
-    log_skin = _torch_gmm_log_likelihood(features, SKIN_WEIGHTS, SKIN_MEANS, SKIN_COV_DETS,
-                                         SKIN_COV_INVS) + math.log(SKIN_PRIOR)
-    log_non_skin = _torch_gmm_log_likelihood(features, NON_SKIN_WEIGHTS, NON_SKIN_MEANS,
-                                             NON_SKIN_COV_DETS, NON_SKIN_COV_INVS) \
-        + math.log(NON_SKIN_PRIOR)
+    mixture = torch.as_tensor(_mixture_matrix(), **options)
+    logs = _quadratic_features(features - FEATURE_CENTRE, torch.stack) @ mixture  # (B, H, W, 8)
+    log_skin = torch.logsumexp(logs[..., :4], dim=-1)
+    log_non_skin = torch.logsumexp(logs[..., 4:], dim=-1)
     return torch.sigmoid(log_skin - log_non_skin)
