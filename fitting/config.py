@@ -1,0 +1,67 @@
+"""Configuration of analysis-by-synthesis fitting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from recon.losses import LossWeights
+
+GROUPS = ("id", "exp", "tex", "angle", "gamma", "trans")
+
+
+@dataclass
+class FitConfig:
+    """How a fit runs.
+
+    pyramid_scales: image scales of the coarse-to-fine levels, coarse first (1.0 = the
+        224 crop); iterations: Adam steps per level (an upper bound, see the stopping rule).
+    learning_rates: Adam step size per coefficient group (coefficients are in standard
+        deviations, angles in radians, translation in dm, so these are per-unit steps).
+    optimize: the groups that move; a per-image fit of a set whose identity is fixed
+        drops "id" and "tex".
+    stop_rel_tol / stop_window: a level ends when the mean total loss of the last
+        ``stop_window`` steps improved by less than ``stop_rel_tol`` (relative) on the
+        mean of the window before.
+    robust_scale: scale of the robust photometric penalty (colour distance in [0, 1]
+        units); None uses the original's plain norm.
+    outlier_threshold: if set, pixels whose colour residual exceeds this multiple of the
+        image's median face residual are dropped from the photometric attention (an
+        outlier mask, refreshed at every ``outlier_every`` steps); None disables it.
+    use_skin_attention: weight pixels by the skin posterior of the target (SPEC 5, 6.5).
+    identity_every: evaluate the identity-feature term every k steps of the finest level
+        (it costs a CNN forward/backward); only when an encoder is given.
+    """
+
+    pyramid_scales: tuple[float, ...] = (0.25, 0.5, 1.0)
+    iterations: tuple[int, ...] = (40, 30, 20)
+    learning_rates: dict[str, float] = field(default_factory=lambda: {
+        "id": 0.03, "exp": 0.03, "tex": 0.05, "angle": 0.004, "gamma": 0.02, "trans": 0.004})
+    optimize: tuple[str, ...] = GROUPS
+    weights: LossWeights = field(default_factory=LossWeights)
+    stop_rel_tol: float = 2e-3
+    stop_window: int = 5
+    robust_scale: float | None = 0.1
+    outlier_threshold: float | None = None
+    outlier_every: int = 10
+    use_skin_attention: bool = True
+    identity_every: int = 1
+    renderer_backend: str = "auto"
+    show_progress: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.pyramid_scales) != len(self.iterations):
+            raise ValueError("pyramid_scales and iterations need one entry per level")
+        unknown = set(self.optimize) - set(GROUPS)
+        if unknown:
+            raise ValueError(f"unknown coefficient groups to optimise: {sorted(unknown)}")
+        if any(not 0 < s <= 1 for s in self.pyramid_scales):
+            raise ValueError("pyramid scales must be in (0, 1]")
+
+    def with_total_iterations(self, total: int) -> "FitConfig":
+        """The same schedule rescaled so the levels sum to about ``total`` steps."""
+        if total < len(self.iterations):
+            raise ValueError(f"need at least {len(self.iterations)} iterations, got {total}")
+        base = sum(self.iterations)
+        counts = tuple(max(1, round(n * total / base)) for n in self.iterations)
+        from dataclasses import replace
+        return replace(self, iterations=counts)

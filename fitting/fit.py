@@ -1,0 +1,283 @@
+"""Analysis-by-synthesis: refine coefficients by rendering and comparing with the photos.
+
+``fit_images`` fits every image of a batch independently (the batch only shares the
+work); ``fit_subject`` fits one identity and one albedo shared by all images of a person,
+with expression, pose and lighting per image. Both minimise the losses of training
+(``recon.losses``, SPEC 5) through the differentiable renderer, coarse to fine over an
+image pyramid, with Adam and a stopping rule on relative improvement.
+
+All images live in the face model's camera (the 224 aligned crop of the original); a
+pyramid level at scale s renders with a camera whose focal length and principal point are
+scaled by s, which matches an area-downsampled copy of the full-size render exactly (the
+rasterizer samples pixel centres at (j + 0.5) / W in NDC).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+from recon import losses as L
+from recon.preprocess.skin import skin_probability_torch
+from recon.render import MeshRenderer
+from recon.types import Camera, Coeffs
+
+from .config import FitConfig
+
+IdentityEncoder = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+SHARED_GROUPS = ("id", "tex")
+
+
+@dataclass
+class FitTargets:
+    """What one batch of images is fitted to.
+
+    images: (M, 3, H, W) float RGB in [0, 1], the aligned crops (H, W = the face model
+        camera's size, 224 for the original camera);
+    landmarks: (M, 68, 2) float, y-down pixels of the crop (detected 68 points);
+    landmark_visibility: optional (M, 68) in [0, 1], multiplies each landmark's weight.
+    """
+
+    images: torch.Tensor
+    landmarks: torch.Tensor
+    landmark_visibility: Optional[torch.Tensor] = None
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4 or self.images.shape[1] != 3:
+            raise ValueError(f"target images must be (M, 3, H, W), got {tuple(self.images.shape)}")
+        if self.landmarks.shape != (self.images.shape[0], 68, 2):
+            raise ValueError(f"target landmarks must be ({self.images.shape[0]}, 68, 2), "
+                             f"got {tuple(self.landmarks.shape)}")
+
+    @property
+    def count(self) -> int:
+        return self.images.shape[0]
+
+
+@dataclass
+class FitResult:
+    """coeffs (M, ...): fitted coefficients (detached); history: one dict per step with the
+    level, its scale and the mean per-image weighted terms (total, color, lm, reg, gamma,
+    reflc[, feat]); final_loss (M,): each image's total at the last step; iterations (per
+    level, steps run); seconds: wall time."""
+
+    coeffs: Coeffs
+    history: list[dict] = field(default_factory=list)
+    final_loss: Optional[torch.Tensor] = None
+    iterations: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def scaled_camera(camera: Camera, scale: float) -> Camera:
+    """The camera of a pyramid level: focal lengths, principal point and size times scale.
+
+    With the rasterizer's pixel-centre convention, a render with this camera equals the
+    area-downsampled full-size render (for integer 1/scale).
+    """
+    return replace(camera, focal_x=camera.focal_x * scale, focal_y=camera.focal_y * scale,
+                   center_x=camera.center_x * scale, center_y=camera.center_y * scale,
+                   width=max(1, round(camera.width * scale)), height=max(1, round(camera.height * scale)))
+
+
+def downsample(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, h, w) by area averaging (no-op at full size)."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return F.interpolate(images, size=size, mode="area")
+
+
+class _Parameters:
+    """The optimised tensors; shared groups are (1, K) and broadcast over the images."""
+
+    def __init__(self, init: Coeffs, optimize: tuple[str, ...], shared: bool):
+        self.shared = shared
+        self.count = init.batch_size
+        self.tensors: dict[str, torch.Tensor] = {}
+        for group in Coeffs.GROUPS:
+            value = getattr(init, group).detach().clone()
+            if shared and group in SHARED_GROUPS:
+                value = value.mean(0, keepdim=True)
+            self.tensors[group] = value.requires_grad_(group in optimize)
+
+    def coeffs(self) -> Coeffs:
+        return Coeffs(**{g: t.expand(self.count, -1) if t.shape[0] == 1 and self.count > 1 else t
+                         for g, t in self.tensors.items()})
+
+    def optimizer(self, learning_rates: dict[str, float]) -> torch.optim.Optimizer:
+        groups = [{"params": [t], "lr": learning_rates[g]} for g, t in self.tensors.items()
+                  if t.requires_grad]
+        if not groups:
+            raise ValueError("nothing to optimise")
+        return torch.optim.Adam(groups)
+
+
+class _Level:
+    """One pyramid level: its renderer, downsampled targets, skin attention."""
+
+    def __init__(self, face_model, targets: FitTargets, scale: float, config: FitConfig,
+                 skin_full: Optional[torch.Tensor]):
+        self.scale = scale
+        self.camera = scaled_camera(face_model.camera, scale)
+        self.renderer = MeshRenderer(self.camera, backend=config.renderer_backend)
+        size = (self.camera.height, self.camera.width)
+        self.images = downsample(targets.images, size)
+        self.skin = None if skin_full is None else downsample(skin_full, size)
+        self.outlier_keep: Optional[torch.Tensor] = None
+
+
+def _skin_attention(images: torch.Tensor) -> torch.Tensor:
+    """(M, 3, H, W) [0, 1] -> (M, 1, H, W) skin posterior (SPEC 6.5), computed once."""
+    with torch.no_grad():
+        return skin_probability_torch(images)[:, None]
+
+
+def _photometric(config: FitConfig, rendered, level: _Level) -> torch.Tensor:
+    attention = L.photo_attention(rendered.mask, level.skin)
+    if level.outlier_keep is not None:
+        attention = attention * level.outlier_keep
+    if config.robust_scale is None:
+        return L.photometric_loss(rendered.image, level.images, attention, reduction="none")
+    return L.robust_photometric_loss(rendered.image, level.images, attention,
+                                     scale=config.robust_scale, reduction="none")
+
+
+def _update_outliers(config: FitConfig, rendered, level: _Level) -> None:
+    """Outlier mask: drop pixels whose residual exceeds k x the image's median face residual."""
+    with torch.no_grad():
+        residual = L.pixel_residual(rendered.image, level.images)
+        inside = rendered.mask > 0.5
+        keep = torch.ones_like(residual)
+        for b in range(residual.shape[0]):
+            values = residual[b][inside[b]]
+            if values.numel():
+                keep[b] = (residual[b] <= config.outlier_threshold * values.median()).to(keep.dtype)
+        level.outlier_keep = keep
+
+
+def _regularizers(params: _Parameters, coeffs: Coeffs, config: FitConfig) -> torch.Tensor:
+    """Per-image coefficient prior. A shared group's prior is counted once for the set
+    (divided by M per image): one identity seen M times is one draw from the prior."""
+    weights = config.weights
+    share = 1.0 / params.count if params.shared else 1.0
+    return (share * weights.reg_id * (coeffs.id ** 2).sum(1) + weights.reg_exp * (coeffs.exp ** 2).sum(1)
+            + share * weights.reg_tex * (coeffs.tex ** 2).sum(1))
+
+
+def _loss_terms(face_model, params: _Parameters, targets: FitTargets, level: _Level,
+                config: FitConfig, identity: Optional[tuple[IdentityEncoder, torch.Tensor]],
+                refresh_outliers: bool) -> dict[str, torch.Tensor]:
+    """Unweighted per-image terms (M,) of the current coefficients at one level."""
+    coeffs = params.coeffs()
+    geometry = face_model.compute(coeffs)
+    rendered = level.renderer.render(geometry, face_model.front_triangles)
+    if refresh_outliers:
+        _update_outliers(config, rendered, level)
+    terms = {
+        "color": _photometric(config, rendered, level),
+        "lm": L.landmark_loss(geometry.landmarks, targets.landmarks, reduction="none",
+                              visibility=targets.landmark_visibility),
+        "reg": _regularizers(params, coeffs, config),
+        "gamma": L.gamma_loss(coeffs.gamma, reduction="none"),
+        "reflc": L.reflectance_loss(geometry.albedo, face_model.skin_mask, reduction="none"),
+    }
+    if identity is not None:
+        encoder, target_features = identity
+        full = level.renderer.render(geometry, face_model.triangles)
+        terms["feat"] = L.identity_loss(encoder(full.image, geometry.landmarks), target_features,
+                                        reduction="none")
+    return terms
+
+
+def _converged(totals: list[float], window: int, rel_tol: float) -> bool:
+    if len(totals) < 2 * window:
+        return False
+    previous = sum(totals[-2 * window:-window]) / window
+    recent = sum(totals[-window:]) / window
+    return (previous - recent) < rel_tol * abs(previous)
+
+
+def _progress(total: int, show: bool):
+    from tqdm import tqdm
+    return tqdm(total=total, disable=not show, desc="fit", leave=False)
+
+
+def _run(face_model, targets: FitTargets, init: Coeffs, config: FitConfig, shared: bool,
+         identity_encoder: Optional[IdentityEncoder]) -> FitResult:
+    start = time.perf_counter()
+    device = face_model.mean_shape.device
+    targets = FitTargets(targets.images.to(device), targets.landmarks.to(device),
+                         None if targets.landmark_visibility is None else targets.landmark_visibility.to(device))
+    params = _Parameters(init.map(lambda t: t.to(device)), config.optimize, shared)
+    skin_full = _skin_attention(targets.images) if config.use_skin_attention else None
+    identity = None
+    if identity_encoder is not None:
+        with torch.no_grad():
+            identity = (identity_encoder, identity_encoder(targets.images, targets.landmarks))
+    result = FitResult(coeffs=init)
+    bar = _progress(sum(config.iterations), config.show_progress)
+    per_image = None
+    # One optimiser for all levels: fresh Adam moments would restart with full-size steps
+    # and undo part of the coarse level's progress.
+    optimizer = params.optimizer(config.learning_rates)
+    for level_index, (scale, steps) in enumerate(zip(config.pyramid_scales, config.iterations)):
+        level = _Level(face_model, targets, scale, config, skin_full)
+        use_identity = identity is not None and scale == max(config.pyramid_scales)
+        totals: list[float] = []
+        for step in range(steps):
+            refresh = config.outlier_threshold is not None and step % config.outlier_every == 0
+            with_feat = use_identity and step % config.identity_every == 0
+            terms = _loss_terms(face_model, params, targets, level, config,
+                                identity if with_feat else None, refresh)
+            per_image = L.total_loss(terms, config.weights)
+            loss = per_image.sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            totals.append(float(per_image.detach().mean()))
+            result.history.append(_history_row(level_index, scale, terms, config, totals[-1]))
+            bar.update(1)
+            if _converged(totals, config.stop_window, config.stop_rel_tol):
+                break
+        result.iterations.append(len(totals))
+    bar.close()
+    result.coeffs = params.coeffs().map(lambda t: t.detach().clone())
+    result.final_loss = None if per_image is None else per_image.detach()
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _history_row(level: int, scale: float, terms: dict, config: FitConfig, total: float) -> dict:
+    row = {"level": level, "scale": scale, "total": total}
+    for name, value in terms.items():
+        row[name] = float(getattr(config.weights, name) * value.detach().mean())
+    return row
+
+
+def fit_images(face_model, targets: FitTargets, init: Coeffs, config: Optional[FitConfig] = None,
+               identity_encoder: Optional[IdentityEncoder] = None) -> FitResult:
+    """Per-image fit: every image's coefficients move independently.
+
+    face_model: ``recon.face_model.FaceModel`` (its camera is the crop's; its device is
+        where the fit runs, CPU or CUDA); targets: FitTargets of M images;
+    init: (M, ...) start coefficients (R-Net outputs or the landmark initialiser);
+    identity_encoder: optional callable (images (M,3,H,W) [0,1], landmarks (M,68,2) y-down)
+        -> (M, D) features, differentiable; adds the SPEC 5 identity term at full scale.
+    Returns FitResult with (M, ...) coefficients.
+    """
+    return _run(face_model, targets, init, config or FitConfig(), False, identity_encoder)
+
+
+def fit_subject(face_model, targets: FitTargets, init: Coeffs, config: Optional[FitConfig] = None,
+                identity_encoder: Optional[IdentityEncoder] = None) -> FitResult:
+    """Joint fit of one person: one id and one tex shared by all M images (exactly: they are
+    one (1, K) tensor each), expression, pose and lighting per image.
+
+    init: (M, ...) start; its id and tex rows are averaged into the shared start (pass an
+    aggregated identity in every row to start from it). Other arguments as ``fit_images``.
+    Returns FitResult whose coeffs have identical id and tex rows.
+    """
+    return _run(face_model, targets, init, config or FitConfig(), True, identity_encoder)
