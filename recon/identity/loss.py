@@ -1,0 +1,48 @@
+"""The perceptual identity loss (SPEC 5, ``feat``) and the encoder factory."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .encoder import ArcFaceIdentityEncoder, DlibIdentityEncoder, IdentityEncoder
+
+ENCODER_KINDS = ("dlib", "arcface")
+
+
+def identity_loss(features_pred: torch.Tensor, features_target: torch.Tensor) -> torch.Tensor:
+    """Per-item 1 - cos(f_pred, f_target), no hinge (the original's ``feat`` term).
+
+    Args:
+        features_pred, features_target: (B, D) float features (normalised or not; the
+            cosine normalises them), same device.
+    Returns:
+        (B,) float in [0, 2]; the original's loss is its mean times ``W_FEAT``.
+    """
+    if features_pred.ndim != 2 or features_pred.shape != features_target.shape:
+        raise ValueError(f"features must both be (B, D), got {tuple(features_pred.shape)} and "
+                         f"{tuple(features_target.shape)}")
+    return 1.0 - F.cosine_similarity(features_pred, features_target, dim=-1)
+
+
+def load_identity_encoder(kind: str = "dlib", weights: Optional[str | os.PathLike] = None,
+                          device: torch.device | str = "cpu") -> IdentityEncoder:
+    """A frozen identity encoder on ``device``.
+
+    kind "dlib": dlib's ResNet; ``weights`` a dlib ``.dat`` file, default the one in the
+    ``face-recognition-models`` package. kind "arcface": insightface iResNet-50;
+    ``weights`` the ``backbone.pth``, default ``$FACESET_ARCFACE`` (a missing file is one
+    error saying where to get it).
+    """
+    if kind == "dlib":
+        from .dlib_resnet import DlibFaceResNet
+        encoder: IdentityEncoder = DlibIdentityEncoder(DlibFaceResNet.from_dlib_file(weights))
+    elif kind == "arcface":
+        from .iresnet import load_arcface_backbone
+        encoder = ArcFaceIdentityEncoder(load_arcface_backbone(weights))
+    else:
+        raise ValueError(f"unknown identity encoder {kind!r}; one of {ENCODER_KINDS}")
+    return encoder.to(device)
