@@ -6,7 +6,7 @@ of an image loss with respect to clip-space positions and attributes, and antial
 and gradients; then times rasterize + interpolate forward + backward for a 35.7k-vertex
 face-density mesh at 224^2, batch 1 and 8, for both backends.
 
-    python benchmarks/render_gpu_check.py --out results_dir [--gl]
+    python benchmarks/render_gpu_check.py --out results_dir [--contexts cuda,gl] [--no-timing]
 
 Without CUDA or without nvdiffrast the nvdiffrast part is skipped (with a line that says so)
 and the torch backend alone is checked and timed on the available device.
@@ -16,6 +16,7 @@ Writes render_gpu_check.json and render_gpu_check.md into --out.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -28,8 +29,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from render_meshes import dome_grid  # noqa: E402
 
 from recon.render import clip_space  # noqa: E402
 from recon.render.backends import TorchRasterizer  # noqa: E402
@@ -47,17 +46,33 @@ def random_soup(batch: int, verts: int, faces: int, device, seed: int = 0):
     return pos.to(device), tris.to(device)
 
 
-def face_scene(batch: int, device):
-    vertices, tris = dome_grid()
-    angles = torch.linspace(-0.3, 0.3, batch)
-    rotated = []
-    for angle in angles:
-        c, s = math.cos(angle), math.sin(angle)
-        rot = torch.tensor([[c, 0, s], [0, 1, 0], [-s, 0, c]], dtype=torch.float32)
-        centred = vertices - torch.tensor([0, 0, 10.0])
-        rotated.append(centred @ rot.T + torch.tensor([0, 0, 10.0]))
-    pos = clip_space(torch.stack(rotated), Camera())
-    return pos.to(device), tris.to(device)
+@functools.lru_cache(maxsize=1)
+def _face_model(resolution: int):
+    from recon.face_model import FaceModel
+    from recon.models.procedural import build_embedded_model
+    return FaceModel(build_embedded_model(resolution=resolution))
+
+
+def face_scene(batch: int, device, resolution: int = 180):
+    """The embedded face model at BFM09 density (180 -> 35,820 vertices), posed per item;
+    a 189^2 face-sized grid cap when the embedded model cannot be built."""
+    from recon.types import Coeffs
+    try:
+        model = _face_model(resolution)
+    except Exception as error:  # the check must still run on the renderer alone
+        print(f"embedded model unavailable ({error}); using the grid cap", flush=True)
+        from render_meshes import dome_grid
+        vertices, tris = dome_grid()
+        pos = clip_space(vertices[None].expand(batch, -1, -1).contiguous(), Camera())
+        return pos.to(device), tris.to(device)
+    coeffs = Coeffs.zeros(batch, model.coeff_sizes)
+    gen = torch.Generator().manual_seed(batch)
+    coeffs = coeffs.replace(id=0.7 * torch.randn(batch, coeffs.id.shape[1], generator=gen),
+                            angle=0.3 * (torch.rand(batch, 3, generator=gen) - 0.5),
+                            trans=0.2 * (torch.rand(batch, 3, generator=gen) - 0.5))
+    with torch.no_grad():
+        geometry = model.compute(coeffs)
+    return clip_space(geometry.camera, Camera()).to(device), model.triangles.to(device)
 
 
 def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -151,14 +166,16 @@ def write_atomic(path: Path, text: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("."))
-    parser.add_argument("--gl", action="store_true", help="also try nvdiffrast's OpenGL context")
+    parser.add_argument("--contexts", default="cuda",
+                        help="comma-separated nvdiffrast contexts to check: cuda, gl")
+    parser.add_argument("--no-timing", action="store_true", help="skip the speed measurements")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     report = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
               "torch": torch.__version__}
     torch_r = TorchRasterizer()
-    contexts = ["cuda"] + (["gl"] if args.gl else [])
+    contexts = [c for c in args.contexts.split(",") if c]
     nv = {}
     for context in contexts:
         nv[context], report[f"nvdiffrast_{context}"] = nvdiffrast_rasterizer(context) if device == "cuda" \
@@ -176,7 +193,7 @@ def main() -> None:
             print(json.dumps(result), flush=True)
 
     timing = {}
-    for batch in (1, 8):
+    for batch in () if args.no_timing else (1, 8):
         pos, tris = face_scene(batch, device)
         timing[f"torch_{device}_b{batch}"] = time_backend(torch_r, pos, tris, (224, 224))
         for context, rasterizer in nv.items():
