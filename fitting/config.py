@@ -17,6 +17,8 @@ class FitConfig:
         224 crop); iterations: Adam steps per level (an upper bound, see the stopping rule).
     learning_rates: Adam step size per coefficient group (coefficients are in standard
         deviations, angles in radians, translation in dm, so these are per-unit steps).
+    final_lr_fraction: each level's learning rates fall (cosine) from the base value to
+        this fraction of it.
     optimize: the groups that move; a per-image fit of a set whose identity is fixed
         drops "id" and "tex".
     stop_rel_tol / stop_window: a level ends when the mean total loss of the last
@@ -35,7 +37,8 @@ class FitConfig:
     pyramid_scales: tuple[float, ...] = (0.25, 0.5, 1.0)
     iterations: tuple[int, ...] = (40, 30, 20)
     learning_rates: dict[str, float] = field(default_factory=lambda: {
-        "id": 0.03, "exp": 0.03, "tex": 0.05, "angle": 0.004, "gamma": 0.02, "trans": 0.004})
+        "id": 0.06, "exp": 0.06, "tex": 0.1, "angle": 0.008, "gamma": 0.04, "trans": 0.008})
+    final_lr_fraction: float = 0.1
     optimize: tuple[str, ...] = GROUPS
     weights: LossWeights = field(default_factory=LossWeights)
     stop_rel_tol: float = 2e-3

@@ -108,8 +108,8 @@ class _Parameters:
                          for g, t in self.tensors.items()})
 
     def optimizer(self, learning_rates: dict[str, float]) -> torch.optim.Optimizer:
-        groups = [{"params": [t], "lr": learning_rates[g]} for g, t in self.tensors.items()
-                  if t.requires_grad]
+        groups = [{"params": [t], "lr": learning_rates[g], "base_lr": learning_rates[g]}
+                  for g, t in self.tensors.items() if t.requires_grad]
         if not groups:
             raise ValueError("nothing to optimise")
         return torch.optim.Adam(groups)
@@ -192,6 +192,16 @@ def _loss_terms(face_model, params: _Parameters, targets: FitTargets, level: _Le
     return terms
 
 
+def _set_learning_rates(optimizer: torch.optim.Optimizer, config: FitConfig, progress: float) -> None:
+    """Cosine decay from the base rate to ``final_lr_fraction`` of it over each level: the
+    L2-norm photometric term has a gradient of constant size near the optimum, so a
+    constant Adam step would keep circling it."""
+    import math
+    factor = config.final_lr_fraction + (1 - config.final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * factor
+
+
 def _converged(totals: list[float], window: int, rel_tol: float) -> bool:
     if len(totals) < 2 * window:
         return False
@@ -228,6 +238,7 @@ def _run(face_model, targets: FitTargets, init: Coeffs, config: FitConfig, share
         use_identity = identity is not None and scale == max(config.pyramid_scales)
         totals: list[float] = []
         for step in range(steps):
+            _set_learning_rates(optimizer, config, step / max(steps - 1, 1))
             refresh = config.outlier_threshold is not None and step % config.outlier_every == 0
             with_feat = use_identity and step % config.identity_every == 0
             terms = _loss_terms(face_model, params, targets, level, config,

@@ -1,0 +1,148 @@
+"""fitting: recovery on model-made images, shared identity, falling loss, occlusion.
+
+A 112-pixel camera (the original's at half scale) and the embedded model at its coarsest
+resolution keep these fast."""
+
+import pytest
+import torch
+
+from fitting import FitConfig, FitTargets, fit_images, fit_subject, scaled_camera
+from recon.face_model import FaceModel
+from recon.losses import LossWeights
+from recon.models.procedural import build_embedded_model
+from recon.render import MeshRenderer
+from recon.types import Camera, Coeffs
+
+SMALL_CAMERA = scaled_camera(Camera(), 0.5)
+
+
+@pytest.fixture(scope="module")
+def face_model():
+    torch.manual_seed(0)
+    return FaceModel(build_embedded_model(resolution=40), camera=SMALL_CAMERA)
+
+
+def _truth(face_model, count, seed=0, shared_id=True):
+    g = torch.Generator().manual_seed(seed)
+    s = face_model.coeff_sizes
+    gamma = torch.zeros(count, 27)
+    gamma[:, [0, 9, 18]] = 0.1
+    gamma[:, [2, 11, 20]] = 0.15
+    id_c = 0.6 * torch.randn(1 if shared_id else count, s["id"], generator=g)
+    return Coeffs.zeros(count, s).replace(
+        id=id_c.expand(count, -1).clone(), tex=(0.5 * torch.randn(1, s["tex"], generator=g)).expand(count, -1).clone(),
+        exp=0.4 * torch.randn(count, s["exp"], generator=g),
+        angle=torch.stack([0.1 * torch.randn(count, generator=g), torch.linspace(-0.5, 0.5, count),
+                           torch.zeros(count)], 1),
+        gamma=gamma)
+
+
+def _render(face_model, coeffs, background=0.4):
+    geometry = face_model.compute(coeffs)
+    out = MeshRenderer(face_model.camera).render(geometry, face_model.triangles)
+    return (out.image + (1 - out.mask) * background).clamp(0, 1), geometry.landmarks
+
+
+def _perturbed(truth, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return truth.replace(id=truth.id + 0.3 * torch.randn(truth.id.shape, generator=g),
+                         exp=truth.exp + 0.2 * torch.randn(truth.exp.shape, generator=g),
+                         tex=torch.zeros_like(truth.tex), gamma=torch.zeros_like(truth.gamma),
+                         angle=truth.angle + 0.03, trans=truth.trans + 0.02)
+
+
+def _posed_error(face_model, a, b):
+    """Mean vertex distance (model units) of the posed faces over the skin vertices."""
+    wa, wb = face_model.compute(a).world, face_model.compute(b).world
+    return float((wa - wb).norm(dim=-1)[:, face_model.skin_mask].mean())
+
+
+EXACT = FitConfig(pyramid_scales=(0.5, 1.0), iterations=(30, 40), robust_scale=None,
+                  use_skin_attention=False, stop_rel_tol=-1.0,
+                  weights=LossWeights(reg=1e-6, reflc=0.0, gamma=0.0))
+
+
+@pytest.fixture(scope="module")
+def exact_fit(face_model):
+    """A model-made image (no detail, no noise) fitted from a perturbed start."""
+    truth = _truth(face_model, 2)
+    images, landmarks = _render(face_model, truth)
+    init = _perturbed(truth)
+    return truth, init, fit_images(face_model, FitTargets(images, landmarks), init, EXACT)
+
+
+def test_fit_recovers_coefficients_of_a_model_image(face_model, exact_fit):
+    truth, init, result = exact_fit
+    fitted = result.coeffs
+    # 70 Adam steps on a 112-px image: pose, light and the posed surface come back; id and
+    # exp trade off against each other, so the coefficients themselves are not compared
+    assert _posed_error(face_model, fitted, truth) < 0.75 * _posed_error(face_model, init, truth)
+    assert float((fitted.angle - truth.angle).abs().mean()) < 0.5 * float((init.angle - truth.angle).abs().mean())
+    assert float((fitted.gamma - truth.gamma).abs().mean()) < 0.8 * float((init.gamma - truth.gamma).abs().mean())
+    albedo_error = (face_model.albedo(fitted.tex) - face_model.albedo(truth.tex)).abs().mean()
+    assert float(albedo_error) < 0.9 * float((face_model.albedo(init.tex) - face_model.albedo(truth.tex)).abs().mean())
+    assert result.history[-1]["color"] < 0.1 * result.history[0]["color"]
+
+
+def test_loss_falls_on_average_and_history_is_complete(exact_fit):
+    result = exact_fit[2]
+    assert len(result.history) == sum(result.iterations)
+    for level in range(2):
+        totals = [h["total"] for h in result.history if h["level"] == level]
+        windows = [sum(totals[i:i + 5]) / 5 for i in range(0, len(totals) - 4, 5)]
+        assert all(b < a for a, b in zip(windows, windows[1:])), windows
+    assert set(result.history[0]) >= {"total", "color", "lm", "reg", "gamma", "reflc"}
+
+
+def test_joint_fit_shares_identity_exactly(face_model):
+    truth = _truth(face_model, 3, seed=5)
+    images, landmarks = _render(face_model, truth)
+    init = _perturbed(truth, 6)
+    config = FitConfig(pyramid_scales=(0.5,), iterations=(8,), use_skin_attention=False)
+    result = fit_subject(face_model, FitTargets(images, landmarks), init, config)
+    for group in ("id", "tex"):
+        rows = getattr(result.coeffs, group)
+        assert all(torch.equal(rows[0], rows[k]) for k in range(1, 3))
+    assert not torch.equal(result.coeffs.exp[0], result.coeffs.exp[1])
+    # the shared start is the mean of the given rows
+    per_image = fit_images(face_model, FitTargets(images, landmarks), init,
+                           FitConfig(pyramid_scales=(0.5,), iterations=(1,), use_skin_attention=False))
+    assert not torch.equal(per_image.coeffs.id[0], per_image.coeffs.id[1])
+
+
+def test_stopping_rule_ends_a_converged_level_early(face_model):
+    truth = _truth(face_model, 1, seed=7)
+    images, landmarks = _render(face_model, truth)
+    config = FitConfig(pyramid_scales=(0.5,), iterations=(60,), stop_rel_tol=0.5, stop_window=3,
+                       use_skin_attention=False)
+    result = fit_images(face_model, FitTargets(images, landmarks), truth, config)
+    assert result.iterations[0] < 60
+
+
+def test_large_occluder_keeps_landmarks_outside_it(face_model):
+    truth = _truth(face_model, 1, seed=8)
+    images, landmarks = _render(face_model, truth)
+    lm = landmarks[0]
+    # a block over the image-left half of the face, including an eye and the mouth corner
+    x0, x1 = int(lm[:, 0].min()) - 2, int(lm[:, 0].mean())
+    y0, y1 = int(lm[:, 1].min()) - 2, int(lm[:, 1].max()) + 2
+    occluded = images.clone()
+    occluded[0, 0, y0:y1, x0:x1], occluded[0, 1, y0:y1, x0:x1], occluded[0, 2, y0:y1, x0:x1] = 0.1, 0.8, 0.2
+    inside = (lm[:, 0] >= x0) & (lm[:, 0] < x1) & (lm[:, 1] >= y0) & (lm[:, 1] < y1)
+    assert 15 < int(inside.sum()) < 50
+    # a detector cannot see the hidden points: give them zero weight
+    visibility = (~inside).float()[None]
+    config = FitConfig(pyramid_scales=(0.5, 1.0), iterations=(25, 25), outlier_threshold=3.0, outlier_every=5)
+    init = _perturbed(truth, 9)
+    result = fit_images(face_model, FitTargets(occluded, landmarks, visibility), init, config)
+    fitted_lm = face_model.compute(result.coeffs).landmarks[0]
+    error = (fitted_lm - lm).norm(dim=-1)
+    assert float(error[~inside].mean()) < 1.0          # px of the 112 image
+    assert float(error[inside].mean()) < 3.0           # the prior carries the hidden ones
+
+
+def test_bad_targets_raise(face_model):
+    with pytest.raises(ValueError, match="landmarks"):
+        FitTargets(torch.zeros(2, 3, 8, 8), torch.zeros(1, 68, 2))
+    with pytest.raises(ValueError, match="groups"):
+        FitConfig(optimize=("id", "shape"))
