@@ -34,9 +34,11 @@ from ..morphable import MorphableModel, incident_triangles
 from ..standard_landmarks import STANDARD_LANDMARKS_68
 
 # Grid extent of the parameter domain.
-THETA_MAX = np.deg2rad(100.0)    # azimuth range +-100 degrees (a little behind the ears)
-Y_BOTTOM = -1.08                 # dm, upper neck below the chin
-Y_TOP = 0.98                     # dm, upper forehead
+THETA_MAX = np.deg2rad(96.3)     # azimuth range: a little behind the ears; with the height range
+                                 # it puts the vertex centroid at the origin (< 0.3 mm), so the
+                                 # face model's recentring leaves the landmarks where they are
+Y_BOTTOM = -1.0                  # dm, upper neck below the chin
+Y_TOP = 1.0                      # dm, upper forehead (symmetric: centroid y ~ 0)
 COLUMNS_PER_ROW = 1.1            # grid columns per row (the face is a little wider than tall)
 THETA_FRONT_DENSITY = 0.6        # >0 packs columns towards the front (cubic warp strength)
 
@@ -281,6 +283,8 @@ class _Regions:
     lips: np.ndarray
     inner_mouth: np.ndarray
     front: np.ndarray
+    face: np.ndarray
+    lips_soft: np.ndarray
 
     @classmethod
     def of(cls, points: np.ndarray, theta: np.ndarray, landmarks: np.ndarray) -> "_Regions":
@@ -294,7 +298,11 @@ class _Regions:
         top = STANDARD_LANDMARKS_68[19, 1] + 0.30  # forehead, about 3 cm above the brows
         outline = np.concatenate([lm[0:17], [[lm[16, 0], top], [lm[0, 0], top]]])
         front = _inside_polygon(xy, outline) & (np.abs(theta) < np.deg2rad(90.0))
-        return cls(eyes, brows, lips, inner_mouth, front.astype(float))
+        # A soft version of the front region for fields that must fade out without a crease.
+        face = _soft_polygon(xy, outline, -0.08, 0.03) * np.clip((np.deg2rad(95.0) - np.abs(theta)) / 0.3, 0.0, 1.0)
+        # Shape modes move the lips with a gentler edge than the albedo draws them.
+        lips_soft = _soft_polygon(xy, lm[48:60], 0.0, 0.012) * facing
+        return cls(eyes, brows, lips, inner_mouth, front.astype(float), face, lips_soft)
 
 
 def _brow_weight(xy: np.ndarray, brow: np.ndarray) -> np.ndarray:
@@ -315,6 +323,17 @@ def _vertex_normals(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     for k in range(3):
         np.add.at(normals, triangles[:, k], face)
     return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+
+
+def _smooth_normals(normals: np.ndarray, grid_shape: tuple[int, int], radius_cells: float) -> np.ndarray:
+    """(N, 3) vertex normals blurred over the grid (Gaussian, ``radius_cells`` wide), for
+    displacement modes: raw normals turn over within one column on the nose ridge and the
+    lip line, and pushing along them there would shear the thin triangles over."""
+    from scipy.ndimage import gaussian_filter
+    grid = normals.reshape(*grid_shape, 3)
+    blurred = np.stack([gaussian_filter(grid[..., k], radius_cells, mode="nearest")
+                        for k in range(3)], -1).reshape(-1, 3)
+    return blurred / np.maximum(np.linalg.norm(blurred, axis=1, keepdims=True), 1e-12)
 
 
 def _along_normal(normals: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -406,18 +425,18 @@ def _identity_modes(p: np.ndarray, normals: np.ndarray, regions: _Regions, count
         np.stack([zeros, 0.04 * (y - 0.1), zeros], 1),                     # face length
         np.stack([zeros, zeros, 0.04 * (z + 0.59)], 1),                    # face depth
         np.stack([0.07 * x * lower, zeros, zeros], 1),                     # jaw width
-        0.12 * nose[:, None] * (p - np.array([0.0, -0.15, 0.30])),         # nose size
-        along_normal(0.025 * g(x, y, 0.0, -0.03, 0.06, 0.10)),             # nose projection
+        0.07 * nose[:, None] * (p - np.array([0.0, -0.15, 0.30])),         # nose size
+        np.stack([zeros, zeros, 0.025 * g(x, y, 0.0, -0.03, 0.06, 0.10)], 1),  # nose projection
         along_normal(0.022 * g(ax, y, 0.40, -0.22, 0.14, 0.14)),           # cheek fullness
         np.stack([zeros, -0.006 * ones, 0.02 * ones], 1) * g(x, y, 0, -0.72, 0.16, 0.1)[:, None],  # chin
         along_normal(0.016 * g(ax, y, 0.30, 0.46, 0.18, 0.06)),            # brow ridge
-        np.stack([0.012 * np.sign(x), zeros, zeros], 1) * g(ax, y, 0.31, 0.30, 0.10, 0.08)[:, None],  # eye spacing
+        np.stack([0.012 * np.tanh(x / 0.05), zeros, zeros], 1) * g(ax, y, 0.31, 0.30, 0.10, 0.08)[:, None],  # eye spacing
         along_normal(-0.014 * g(ax, y, 0.31, 0.30, 0.10, 0.07)),           # eye-socket depth
-        along_normal(0.01 * regions.lips) + np.stack([zeros, 0.15 * (y + 0.36), zeros], 1) * regions.lips[:, None],  # lip fullness
+        along_normal(0.01 * regions.lips_soft) + np.stack([zeros, 0.15 * (y + 0.36), zeros], 1) * regions.lips_soft[:, None],  # lip fullness
         np.stack([0.08 * x, zeros, -0.03 * ax], 1) * g(x, y, 0.0, -0.37, 0.25, 0.08)[:, None],  # mouth width
         np.stack([zeros, zeros, 0.05 * np.clip(y - 0.35, 0.0, None)], 1),  # forehead slope
-        np.stack([0.25 * x * nose, zeros, zeros], 1),                      # nose width
-        along_normal(0.015 * g(x, y, 0.0, 0.20, 0.05, 0.10)),              # nose bridge height
+        np.stack([0.08 * x * nose, zeros, zeros], 1),                      # nose width
+        np.stack([zeros, zeros, 0.015 * g(x, y, 0.0, 0.20, 0.05, 0.10)], 1),  # nose bridge height
         along_normal(0.015 * g(ax, y, 0.45, 0.08, 0.10, 0.08)),            # cheekbones
         np.stack([0.04 * x * y, zeros, zeros], 1),                         # upper/lower face taper
         np.stack([zeros, 0.012 * ones, zeros], 1) * g(x, y, 0.0, -0.1, 0.35, 0.35)[:, None],  # feature height
@@ -425,11 +444,11 @@ def _identity_modes(p: np.ndarray, normals: np.ndarray, regions: _Regions, count
     def random_modes(k: np.ndarray) -> np.ndarray:
         # Variance decays with the mode index while the spatial frequency grows; most modes
         # are left-right symmetric, as faces are.
-        amplitude = 0.014 * (k / 20.0) ** -0.9
-        frequency = np.tile(2.0 + 0.12 * k, 4)
+        amplitude = 0.008 * (k / 20.0) ** -1.5
+        frequency = np.tile(1.5 + 0.05 * k, 4)
         symmetric = np.concatenate([k % 4 != 0, np.zeros(3 * len(k), dtype=bool)])
         fields = waves.fields(rng, frequency, symmetric).reshape(len(p), 4, len(k))
-        displacement = normals[:, :, None] * fields[:, :1] + 0.3 * fields[:, 1:]
+        displacement = normals[:, :, None] * fields[:, :1] + 0.15 * fields[:, 1:]
         return (amplitude[None, None] * displacement).transpose(2, 0, 1)
     return _orthogonalise(_stack(_fill_random(designed, count, random_modes)))
 
@@ -461,7 +480,8 @@ def _expression_modes(p: np.ndarray, normals: np.ndarray, theta: np.ndarray, reg
     """(3N, count) expression basis in dm per sigma; +3 sigma of ``jaw open`` opens the
     mouth by ~1.7 cm (BFM-like magnitudes)."""
     x, y, z = p.T
-    ax, sx = np.abs(x), np.sign(x)
+    # A smooth sign: antisymmetric fields must not crease at the midline.
+    ax, sx = np.abs(x), np.tanh(x / 0.05)
     zeros = np.zeros_like(x)
     g = _gauss
     facing = (np.abs(theta) < np.deg2rad(80.0)).astype(float)
@@ -470,8 +490,8 @@ def _expression_modes(p: np.ndarray, normals: np.ndarray, theta: np.ndarray, reg
     split = np.interp(x, lm[[60, 67, 66, 65, 64], 0], 0.5 * (lm[[60, 61, 62, 63, 64], 1] +
                                                                lm[[60, 67, 66, 65, 64], 1]))
     split_width = 0.002 + 0.15 * np.clip(ax - 0.2, 0.0, None)
-    jaw = (1.0 / (1.0 + np.exp((y - split) / split_width))
-           * np.clip((z + 0.55) / 0.35, 0.0, 1.0) * np.clip((y + 1.08) / 0.15, 0.0, 1.0))
+    below_mouth = 1.0 / (1.0 + np.exp((y - split) / split_width))
+    jaw = (below_mouth * np.clip((z + 0.55) / 0.35, 0.0, 1.0) * np.clip((y + 1.08) / 0.15, 0.0, 1.0))
     hinge = np.array([0.0, 0.15, -0.55])
     rel = p - hinge
     jaw_rotation = np.stack([zeros, -rel[:, 2], rel[:, 1]], 1) * jaw[:, None]   # omega x r, omega = +x
@@ -480,8 +500,8 @@ def _expression_modes(p: np.ndarray, normals: np.ndarray, theta: np.ndarray, reg
     cheeks = g(ax, y, 0.36, -0.15, 0.12, 0.12)
     brow_band = g(ax, y, 0.35, 0.50, 0.25, 0.10) * facing
     inner_brow = g(ax, y, 0.15, 0.45, 0.08, 0.07)
-    upper_lip = regions.lips * (y > split)
-    lower_lip = regions.lips * (y <= split)
+    upper_lip = regions.lips_soft * (1.0 - below_mouth)
+    lower_lip = regions.lips_soft * below_mouth
     mouth = g(x, y, 0.0, -0.37, 0.22, 0.10)
     def vec(dx, dy, dz, w) -> np.ndarray:
         return np.stack([dx * np.ones_like(x), dy * np.ones_like(x), dz * np.ones_like(x)], 1) * w[:, None]
@@ -490,7 +510,7 @@ def _expression_modes(p: np.ndarray, normals: np.ndarray, theta: np.ndarray, reg
     def smile_side(side: float) -> np.ndarray:
         # Mouth corner up, out and back; the cheek above it rises with it.
         weight = corner(side) + 0.35 * g(x, y, side * 0.36, -0.12, 0.1, 0.1)
-        return np.array([0.012 * side, 0.02, -0.008])[None] * weight[:, None]
+        return np.array([0.015 * side, 0.03, -0.01])[None] * weight[:, None]
     designed = [
         0.048 * jaw_rotation,                                               # jaw open
         smile_side(-1.0) + smile_side(1.0),                                 # smile
@@ -509,15 +529,15 @@ def _expression_modes(p: np.ndarray, normals: np.ndarray, theta: np.ndarray, reg
         vec(0.0, 0.03, 0.0, brow_band * sx),                                # one brow raised
         vec(0.0, -1.0, 0.0, close_left - close_right),                      # wink
         vec(0.0, 0.01, 0.0, g(ax, y, 0.09, 0.0, 0.06, 0.12)),               # nose wrinkle
-        np.stack([zeros, zeros, -0.012 * np.ones_like(x)], 1) * regions.lips[:, None],  # lips pressed
+        np.stack([zeros, zeros, -0.012 * np.ones_like(x)], 1) * regions.lips_soft[:, None],  # lips pressed
         vec(0.0, 0.006, 0.0, g(ax, y, 0.31, 0.24, 0.10, 0.03) * facing),    # squint (lower lids up)
         np.stack([zeros, zeros, 0.012 * np.ones_like(x)], 1) * (lower_lip * 0.7 + 0.3 * mouth)[:, None],  # lower lip out
     ]
-    face = regions.front
+    face = regions.face
     def random_modes(k: np.ndarray) -> np.ndarray:
         # Local smooth motions inside the face region, weaker and finer with the index.
-        amplitude = 0.008 * (k / 20.0) ** -0.8
-        frequency = np.tile(3.0 + 0.15 * k, 3)
+        amplitude = 0.004 * (k / 20.0) ** -1.5
+        frequency = np.tile(2.5 + 0.06 * k, 3)
         symmetric = np.tile(k % 3 != 0, 3)
         fields = waves.fields(rng, frequency, symmetric).reshape(len(p), 3, len(k))
         return (amplitude[None, None] * fields * face[:, None, None]).transpose(2, 0, 1)
@@ -545,7 +565,7 @@ def _mean_albedo(p: np.ndarray, regions: _Regions, lm: np.ndarray) -> np.ndarray
     x, y = p[:, 0], p[:, 1]
     ax = np.abs(x)
     colour = np.tile(_SKIN, (len(p), 1))
-    colour = colour + (_gauss(ax, y, 0.38, -0.08, 0.12, 0.12) * 10.0)[:, None] * np.array([1.0, -0.5, -0.4])
+    colour = colour + (_gauss(ax, y, 0.38, -0.08, 0.12, 0.12) * 6.0)[:, None] * np.array([1.0, -0.5, -0.4])
     colour = _blend(colour, _BROWS, 0.85 * regions.brows)
     colour = _blend(colour, _LIPS, regions.lips)
     colour = _blend(colour, _MOUTH_GAP, regions.inner_mouth)
@@ -567,17 +587,17 @@ def _albedo_modes(p: np.ndarray, regions: _Regions, lm: np.ndarray, count: int,
     iris = regions.eyes * np.maximum(*(1.0 / (1.0 + np.exp((np.hypot(x - e[0], y - e[1]) - 0.05) / 0.004))
                                        for e in (lm[[37, 38, 40, 41], :2].mean(0),
                                                  lm[[43, 44, 46, 47], :2].mean(0))))
-    beard = regions.front * (1.0 / (1.0 + np.exp((y + 0.22) / 0.05))) * (1.0 - regions.lips)
+    beard = regions.face * (1.0 / (1.0 + np.exp((y + 0.22) / 0.05))) * (1.0 - regions.lips)
     def tint(rgb, weight: np.ndarray) -> np.ndarray:
         return weight[:, None] * np.asarray(rgb, dtype=float)[None]
     designed = [
         tint([20.0, 18.0, 16.0], np.ones_like(x) - 0.6 * regions.eyes),       # skin lightness
         tint([9.0, -3.0, -3.0], skin * (1.0 + _gauss(ax, y, 0.38, -0.1, 0.15, 0.15))),  # redness
-        tint([3.0, 3.0, -7.0], skin),                                          # olive / yellow
+        tint([2.0, 2.0, -5.0], skin),                                          # olive / yellow
         tint([14.0, -5.0, -1.0], regions.lips),                                # lip colour
         tint([-22.0, -18.0, -15.0], regions.brows),                            # brow darkness
         tint([-10.0, -7.0, -3.0], beard),                                      # beard shadow
-        tint([12.0, 0.0, -1.0], _gauss(ax, y, 0.38, -0.12, 0.1, 0.1)),         # cheek blush
+        tint([7.0, 0.0, -1.0], _gauss(ax, y, 0.38, -0.12, 0.1, 0.1)),          # cheek blush
         tint([22.0, 22.0, 16.0], iris),                                        # iris colour
         tint([5.0, 4.0, 3.0], skin * np.clip(y, -1.0, 1.0)),                   # top-bottom gradient
         tint([-9.0, -9.0, -4.0], _gauss(ax, y, 0.31, 0.2, 0.1, 0.04)),         # under-eye darkness
@@ -585,13 +605,13 @@ def _albedo_modes(p: np.ndarray, regions: _Regions, lm: np.ndarray, count: int,
     ]
     def random_modes(k: np.ndarray) -> np.ndarray:
         # Mostly brightness variation in a skin-like colour direction, plus a little chroma.
-        amplitude = 6.0 * (k / 11.0) ** -0.6
-        frequency = np.tile(2.5 + 0.15 * k, 4)
+        amplitude = 5.0 * (k / 11.0) ** -1.2
+        frequency = np.tile(2.0 + 0.06 * k, 4)
         symmetric = np.tile(k % 3 != 0, 4)
         fields = waves.fields(rng, frequency, symmetric).reshape(len(p), 4, len(k))
-        direction = np.array([1.0, 0.9, 0.8])[:, None] + 0.4 * rng.normal(size=(3, len(k)))
+        direction = np.array([1.0, 0.85, 0.75])[:, None] + 0.05 * rng.normal(size=(3, len(k)))
         direction /= np.linalg.norm(direction, axis=0, keepdims=True)
-        colour = fields[:, :1] * direction[None] + 0.3 * fields[:, 1:]
+        colour = fields[:, :1] * direction[None] + 0.05 * fields[:, 1:]
         return (amplitude[None, None] * colour).transpose(2, 0, 1)
     return _orthogonalise(_stack(_fill_random(designed, count, random_modes)))
 
@@ -628,9 +648,12 @@ def build_embedded_model(resolution: int = DEFAULT_RESOLUTION, n_id: int = 80, n
     target_theta, target_y, _ = _landmark_parameters(landmarks)
     landmark_ids, theta, y = _snap_nodes(theta_axis, y_axis, target_theta, target_y)
     points = surface.points(theta, y).reshape(-1, 3)
+    grid_shape = theta.shape
     theta = theta.reshape(-1)
-    triangles = _grid_triangles(len(y_axis), len(theta_axis))
-    normals = _vertex_normals(points, triangles)
+    triangles = _grid_triangles(*grid_shape)
+    # Displacement directions: normals smoothed over ~5 mm whatever the resolution.
+    cell = (Y_TOP - Y_BOTTOM) / (resolution - 1)
+    normals = _smooth_normals(_vertex_normals(points, triangles), grid_shape, 0.05 / cell)
     regions = _Regions.of(points, theta, landmarks)
 
     waves = _WaveDictionary.on(points, rng)
