@@ -14,9 +14,10 @@ Facts of the format (dlib ``serialize.h``, ``dnn/core.h``, ``dnn/layers.h``, ``c
 * a network writes the *outermost* wrapper first, and each wrapper writes its version and
   then its sub-network before its own layer, so the layers' own data appears from the
   input upwards. ``add_layer`` is version 2 (its details follow the sub-network, then three
-  bools and three tensors); the input-bearing ``add_layer`` is version 2 or 3 (input layer,
-  details, three bools, four tensors... see ``_read_input_add_layer``); tag and skip layers
-  are version 1 and write nothing of their own, so they are only counted here.
+  bools and three tensors: x_grad, cached_output, params_grad); the innermost add_layer,
+  which holds the input layer, is version 2 or 3 (input layer, details, three bools, three
+  tensors, and in version 3 the sample expansion factor); tag and skip layers are version 1
+  and write nothing of their own, so they are only counted here.
 
 Only the layer kinds used by dlib's face recognition ResNet (and their older versions) are
 understood; anything else is one clear error naming the file and the byte offset.
@@ -24,7 +25,6 @@ understood; anything else is one clear error naming the file and the byte offset
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
