@@ -13,6 +13,11 @@ dlib's conventions that shape the port (each checked against dlib's own descript
 * ``add_prev`` adds tensors of different shapes by treating the missing elements (extra
   channels, the last row/column) as zeros, so the sum has the larger shape;
 * the fc layer stores its weights as (inputs, outputs) and computes ``x @ W``.
+
+Measured agreement with dlib's ``compute_face_descriptor`` on the 11 example photos: max
+|difference| 3.6e-7 (float32, CPU); on CUDA float32 with cuDNN's default TF32 convolutions
+1.3e-4, and 3.3e-7 with ``torch.backends.cudnn.allow_tf32 = False`` (benchmarks section
+``identity.md``).
 """
 
 from __future__ import annotations
