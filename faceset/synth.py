@@ -11,7 +11,7 @@ Layout written under OUT (``<s>`` a subject, ``<i>`` an image stem ``<s>_<k>``):
 
     <s>/images/<i>.png                  the photos (8-bit RGB)
     <s>/images/detections/<i>.txt       5 points, the original's format (y-down pixels)
-    <s>/landmarks/<i>.txt               the 68 true landmarks (x y per line, y-down pixels)
+    <s>/images/landmarks/<i>.txt        the 68 true landmarks (x y per line, y-down pixels)
     <s>/truth/<i>.mat                   true coefficients (+ camera, occluder box)
     <s>/truth/subject.mat               true id, tex and the detail displacement (dm)
     scans/<s>/<s>.obj                   neutral ground-truth mesh in millimetres (NoW layout)
@@ -252,7 +252,7 @@ def _write_image(out: Path, subject: str, item: SyntheticImage) -> dict:
     photo = base / "images" / f"{item.stem}.png"
     write_atomic(photo, _png_bytes(item.image))
     write_detections(base / "images" / "detections" / f"{item.stem}.txt", item.five)
-    _write_landmarks(base / "landmarks" / f"{item.stem}.txt", item.landmarks68)
+    _write_landmarks(base / "images" / "landmarks" / f"{item.stem}.txt", item.landmarks68)
     cam = item.camera
     extra = {"intrinsics": cam.intrinsics().numpy(), "image_size": np.array([cam.width, cam.height]),
              "occluder": np.array(item.occluder if item.occluder else [-1, -1, -1, -1])}

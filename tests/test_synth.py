@@ -55,7 +55,7 @@ def test_layout_and_manifest(synth_dir):
         stem = item["photo"].split("/")[-1][:-4]
         assert (synth_dir / item["photo"]).is_file()
         assert (synth_dir / "subject_000" / "images" / "detections" / f"{stem}.txt").is_file()
-        assert (synth_dir / "subject_000" / "landmarks" / f"{stem}.txt").is_file()
+        assert (synth_dir / "subject_000" / "images" / "landmarks" / f"{stem}.txt").is_file()
         assert (synth_dir / "subject_000" / "truth" / f"{stem}.mat").is_file()
     assert (synth_dir / "scans" / "subject_000" / "subject_000.obj").is_file()
 
@@ -80,7 +80,7 @@ def test_true_coefficients_project_onto_written_landmarks_and_detections(synth_d
         z = camera.distance - points[:, 2]
         u = camera.focal_x * points[:, 0] / z + camera.center_x
         v = (height - 1) - (camera.focal_y * points[:, 1] / z + camera.center_y)
-        written = np.loadtxt(synth_dir / "subject_000" / "landmarks" / f"{stem}.txt")
+        written = np.loadtxt(synth_dir / "subject_000" / "images" / "landmarks" / f"{stem}.txt")
         np.testing.assert_allclose(written, torch.stack([u, v], 1).numpy(), atol=1e-3)
         five = read_detections(synth_dir / "subject_000" / "images" / "detections" / f"{stem}.txt")
         np.testing.assert_allclose(five, five_point_template(written), atol=1e-9)
