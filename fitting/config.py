@@ -17,6 +17,7 @@ class FitConfig:
         224 crop); iterations: Adam steps per level (an upper bound, see the stopping rule).
     learning_rates: Adam step size per coefficient group (coefficients are in standard
         deviations, angles in radians, translation in dm, so these are per-unit steps).
+    warmup_steps: the first level's rates ramp up linearly over this many steps.
     final_lr_fraction: each level's learning rates fall (cosine) from the base value to
         this fraction of it.
     optimize: the groups that move; a per-image fit of a set whose identity is fixed
@@ -39,6 +40,7 @@ class FitConfig:
     learning_rates: dict[str, float] = field(default_factory=lambda: {
         "id": 0.06, "exp": 0.06, "tex": 0.1, "angle": 0.008, "gamma": 0.04, "trans": 0.008})
     final_lr_fraction: float = 0.1
+    warmup_steps: int = 5
     optimize: tuple[str, ...] = GROUPS
     weights: LossWeights = field(default_factory=LossWeights)
     stop_rel_tol: float = 2e-3

@@ -192,12 +192,15 @@ def _loss_terms(face_model, params: _Parameters, targets: FitTargets, level: _Le
     return terms
 
 
-def _set_learning_rates(optimizer: torch.optim.Optimizer, config: FitConfig, progress: float) -> None:
+def _set_learning_rates(optimizer: torch.optim.Optimizer, config: FitConfig, progress: float,
+                        warmup: float = 1.0) -> None:
     """Cosine decay from the base rate to ``final_lr_fraction`` of it over each level: the
     L2-norm photometric term has a gradient of constant size near the optimum, so a
-    constant Adam step would keep circling it."""
+    constant Adam step would keep circling it. ``warmup`` in (0, 1] scales the first
+    steps: Adam's first step moves every coefficient by the full rate at once."""
     import math
     factor = config.final_lr_fraction + (1 - config.final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+    factor *= warmup
     for group in optimizer.param_groups:
         group["lr"] = group["base_lr"] * factor
 
@@ -238,7 +241,8 @@ def _run(face_model, targets: FitTargets, init: Coeffs, config: FitConfig, share
         use_identity = identity is not None and scale == max(config.pyramid_scales)
         totals: list[float] = []
         for step in range(steps):
-            _set_learning_rates(optimizer, config, step / max(steps - 1, 1))
+            warmup = min(1.0, (step + 1) / config.warmup_steps) if level_index == 0 else 1.0
+            _set_learning_rates(optimizer, config, step / max(steps - 1, 1), warmup)
             refresh = config.outlier_threshold is not None and step % config.outlier_every == 0
             with_feat = use_identity and step % config.identity_every == 0
             terms = _loss_terms(face_model, params, targets, level, config,

@@ -1,0 +1,39 @@
+"""``faceset fit IMG_DIR --out OUT [--subject] [--iters N] [--checkpoint ...] [--bfm ...]``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    from faceset.commands.reconstruct import add_model_options
+
+    parser = subparsers.add_parser(
+        "fit", help="refine reconstructions by analysis-by-synthesis (per photo or per subject)",
+        description="Fit coefficients to every photo of IMG_DIR through the differentiable "
+                    "renderer (photometric, landmark and prior terms of the original's training "
+                    "loss), coarse to fine. Starts from R-Net (--checkpoint), else the landmark "
+                    "initialiser, or from OUT/<stem>.mat with --resume. With --subject one "
+                    "identity and albedo are shared by all photos. Writes the reconstruct "
+                    "outputs plus fit_report.json, fit_losses.png and fit_overlays.png.")
+    parser.add_argument("img_dir", type=Path, metavar="IMG_DIR")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--subject", action="store_true",
+                        help="all photos show one person: fit one shared identity and albedo")
+    parser.add_argument("--iters", type=int, default=None,
+                        help="total fitting steps over the pyramid levels (default 90)")
+    parser.add_argument("--identity", default="none", choices=("none", "dlib", "arcface"),
+                        help="add the identity-feature loss with this face-recognition network")
+    parser.add_argument("--resume", action="store_true",
+                        help="start from OUT/<stem>.mat where it exists")
+    add_model_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from faceset.subject import _run
+
+    if args.iters is not None and args.iters < 3:
+        raise ValueError("--iters must be at least 3 (one step per pyramid level)")
+    return _run(args, joint=args.subject)

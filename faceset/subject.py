@@ -1,0 +1,382 @@
+"""The main job: reconstruct one person from a photo collection, and ``faceset fit``.
+
+``reconstruct_subject``: prepare every photo (detection file or dlib, the 224 crop, 68
+landmarks), initialise (R-Net with a checkpoint, else the landmark fit + SH lighting),
+aggregate one identity (``aggregation``), fit it jointly with per-image expression, pose
+and light (``fitting.fit_subject``), and write:
+
+- per photo, everything ``faceset reconstruct`` writes (``<stem>.obj/.mat/.png``,
+  ``<stem>_canonical.obj``, ``<stem>_transform.json``) from the fitted coefficients;
+- ``subject.obj``: the neutral canonical mesh with albedo vertex colours (and, when the
+  model has UVs, ``vt`` lines, ``subject.mtl`` and the baked albedo ``subject_texture.png``);
+- ``subject.mat``: the fused coefficients (id, tex; exp, pose and light zero) as the
+  original's ``.mat`` keys;
+- ``fit_report.json``, ``fit_losses.png`` (loss curves) and ``fit_overlays.png`` (per
+  photo: crop | start | fitted).
+
+A photo that cannot be used (no face, unreadable) is reported and the rest are fitted.
+``refine_folder(..., joint=False)`` is the per-image variant of ``faceset fit``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from aggregation import AggregationConfig, aggregate_identity, neutral_coeffs
+from faceset.pipeline import (PhotoPreparer, PreparedPhoto, ReconstructOptions, Reconstructor,
+                              discover_photos, neutral_coeffs as canonical_coeffs, write_photo_outputs,
+                              write_png)
+from fitting import FitConfig, FitResult, FitTargets, fit_images, fit_subject
+from recon.io import obj_text, read_coeffs_mat, write_atomic, write_coeffs_mat
+from recon.standard_landmarks import five_point_template
+from recon.types import Coeffs
+
+LANDMARK_FOLDER = "landmarks"   # optional <photo dir>/landmarks/<stem>.txt: 68 x y, y-down px
+TEXTURE_SIZE = 512
+
+
+@dataclass
+class SubjectOptions:
+    """reconstruct: model, checkpoint, device, renderer (as ``faceset reconstruct``);
+    iterations: total fitting steps over the pyramid (None: FitConfig's default schedule);
+    fit: the fitting configuration; aggregation: how the identity is fused;
+    identity_encoder: "none", "dlib" or "arcface" (adds the SPEC 5 identity term);
+    resume: start from ``<out>/<stem>.mat`` where present (``faceset fit`` refines)."""
+
+    reconstruct: ReconstructOptions = field(default_factory=ReconstructOptions)
+    iterations: Optional[int] = None
+    fit: FitConfig = field(default_factory=FitConfig)
+    aggregation: AggregationConfig = field(default_factory=AggregationConfig)
+    identity_encoder: str = "none"
+    resume: bool = False
+    show_progress: bool = True
+
+
+@dataclass
+class SubjectReconstruction:
+    """stems: the photos used, in order; failed: photo name -> reason; initial / fitted:
+    (M, ...) per-image coefficients before / after fitting; fused: (1, ...) neutral
+    coefficients of the person (id, tex); fit: the FitResult; outputs: file paths."""
+
+    stems: list[str]
+    failed: dict[str, str]
+    initial: Coeffs
+    fitted: Coeffs
+    fused: Coeffs
+    fit: FitResult
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+
+def _landmark_file(path: Path) -> Path:
+    return path.parent / LANDMARK_FOLDER / f"{path.stem}.txt"
+
+
+def _read_landmarks(path: Path) -> np.ndarray:
+    """68 y-down photo-pixel landmarks from a ``landmarks/<stem>.txt`` file."""
+    try:
+        points = np.loadtxt(path, dtype=np.float64)
+    except ValueError as err:
+        raise ValueError(f"{path}: not a 68 x 2 landmark file ({err})") from err
+    if points.shape != (68, 2):
+        raise ValueError(f"{path}: expected 68 lines of 'x y', got shape {points.shape}")
+    return points
+
+
+def _prepare_with_landmarks(path: Path) -> PreparedPhoto:
+    """A photo with a 68-landmark file: align on the 5 points derived from them (no dlib)."""
+    from recon.preprocess.align import align_face, open_rgb
+    from recon.preprocess.detections import detection_path_for, read_detections
+    landmarks = _read_landmarks(_landmark_file(path))
+    detection = detection_path_for(path)
+    five = read_detections(detection) if detection.is_file() else five_point_template(landmarks)
+    aligned = align_face(open_rgb(path), five)
+    return PreparedPhoto(path=path, crop=aligned.image, transform=aligned.transform,
+                         five_points=aligned.landmarks,
+                         landmarks68=aligned.transform.to_crop(landmarks), source="landmark file")
+
+
+def prepare_photos(photo_dir: Path, options: SubjectOptions) -> tuple[list[PreparedPhoto], dict[str, str]]:
+    """Aligned crops and 68 crop landmarks of every photo; failures are collected.
+
+    A ``landmarks/<stem>.txt`` file next to the photo (68 lines ``x y``, y-down photo
+    pixels, e.g. from ``faceset synth`` or another detector) replaces dlib's landmarks.
+    """
+    preparer = PhotoPreparer(options.reconstruct.face_index)
+    prepared, failed = [], {}
+    for path in discover_photos(Path(photo_dir)):
+        try:
+            if _landmark_file(path).is_file():
+                photo = _prepare_with_landmarks(path)
+            else:
+                photo = preparer.prepare(path)
+            if photo.landmarks68 is None:
+                raise ValueError(f"{path}: no 68 landmarks")
+            prepared.append(photo)
+        except (ValueError, OSError) as err:
+            failed[path.name] = str(err)
+    return prepared, failed
+
+
+def _initial_coeffs(reconstructor: Reconstructor, photos: list[PreparedPhoto], out_dir: Path,
+                    resume: bool) -> Coeffs:
+    """R-Net / landmark-fit coefficients, or the existing ``<out>/<stem>.mat`` when resuming."""
+    batch = reconstructor.options.batch_size
+    parts = [reconstructor.coefficients(photos[i:i + batch]) for i in range(0, len(photos), batch)]
+    coeffs = Coeffs.cat(parts)
+    if not resume:
+        return coeffs
+    sizes = reconstructor.face_model.coeff_sizes
+    for index, photo in enumerate(photos):
+        previous = out_dir / f"{photo.stem}.mat"
+        if previous.is_file():
+            values = read_coeffs_mat(previous)
+            if all(values[g].size == sizes[g] for g in Coeffs.GROUPS):
+                for g in Coeffs.GROUPS:
+                    getattr(coeffs, g)[index] = torch.from_numpy(values[g]).to(getattr(coeffs, g))
+    return coeffs
+
+
+def _targets(photos: list[PreparedPhoto], device: torch.device) -> FitTargets:
+    images = torch.stack([p.crop_tensor() for p in photos]).to(device)
+    landmarks = torch.tensor(np.stack([p.landmarks68 for p in photos]), dtype=torch.float32, device=device)
+    return FitTargets(images, landmarks)
+
+
+def _fit_config(options: SubjectOptions) -> FitConfig:
+    from dataclasses import replace
+    config = replace(options.fit, renderer_backend=options.reconstruct.backend,
+                     show_progress=options.show_progress)
+    return config if options.iterations is None else config.with_total_iterations(options.iterations)
+
+
+def _encoder(options: SubjectOptions, device: torch.device):
+    if options.identity_encoder == "none":
+        return None
+    from recon.identity import load_identity_encoder
+    return load_identity_encoder(options.identity_encoder, device=device)
+
+
+def refine_folder(photo_dir: str | Path, out_dir: str | Path, options: SubjectOptions,
+                  joint: bool) -> SubjectReconstruction:
+    """Prepare, initialise, (aggregate,) fit and write; see the module docstring.
+
+    joint: True fits one shared identity and albedo (the subject job); False fits every
+    photo independently (``faceset fit`` without ``--subject``).
+    """
+    out_dir = Path(out_dir)
+    photos, failed = prepare_photos(Path(photo_dir), options)
+    if not photos:
+        raise ValueError(f"{photo_dir}: no usable photo ({len(failed)} failed: "
+                         + "; ".join(f"{k}: {v}" for k, v in failed.items()) + ")")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    reconstructor = Reconstructor(options.reconstruct)
+    face_model = reconstructor.face_model
+    initial = _initial_coeffs(reconstructor, photos, out_dir, options.resume)
+    targets = _targets(photos, reconstructor.device)
+    config = _fit_config(options)
+    encoder = _encoder(options, reconstructor.device)
+    if joint:
+        fused_start = aggregate_identity(face_model, initial, targets.landmarks, options.aggregation)
+        start = initial.replace(id=fused_start.id.expand_as(initial.id).clone(),
+                                tex=fused_start.tex.expand_as(initial.tex).clone())
+        result = fit_subject(face_model, targets, start, config, encoder)
+        fused = neutral_coeffs_from(result.coeffs[0], face_model.coeff_sizes)
+    else:
+        result = fit_images(face_model, targets, initial, config, encoder)
+        fused = neutral_coeffs(aggregate_identity(face_model, result.coeffs, targets.landmarks,
+                                                  options.aggregation), face_model.coeff_sizes)
+    recon = SubjectReconstruction(stems=[p.stem for p in photos], failed=failed, initial=initial,
+                                  fitted=result.coeffs, fused=fused, fit=result)
+    write_outputs(out_dir, recon, photos, reconstructor, joint)
+    return recon
+
+
+def neutral_coeffs_from(coeffs: Coeffs, sizes: dict[str, int]) -> Coeffs:
+    """(1, ...) coefficients with this id and tex; exp, pose and lighting zero."""
+    zero = Coeffs.zeros(1, sizes, device=coeffs.id.device, dtype=coeffs.id.dtype)
+    return zero.replace(id=coeffs.id[:1].clone(), tex=coeffs.tex[:1].clone())
+
+
+def reconstruct_subject(photo_dir: str | Path, out_dir: str | Path,
+                        options: Optional[SubjectOptions] = None) -> SubjectReconstruction:
+    """The main job on a folder of photos of one person (see the module docstring)."""
+    return refine_folder(photo_dir, out_dir, options or SubjectOptions(), joint=True)
+
+
+# ---- outputs --------------------------------------------------------------------------
+
+@torch.no_grad()
+def write_outputs(out_dir: Path, recon: SubjectReconstruction, photos: list[PreparedPhoto],
+                  reconstructor: Reconstructor, joint: bool) -> None:
+    face_model = reconstructor.face_model
+    fitted = recon.fitted
+    geometry = face_model.compute(fitted)
+    canonical = face_model.compute(canonical_coeffs(fitted))
+    render = reconstructor.render(geometry)
+    from recon.render import RenderOutput
+    for i, photo in enumerate(photos):
+        one = RenderOutput(mask=render.mask[i:i + 1], image=render.image[i:i + 1],
+                           depth=render.depth[i:i + 1], rast=render.rast[i:i + 1])
+        write_photo_outputs(out_dir, photo, fitted[i], geometry[i], canonical[i], one, face_model)
+    name = "subject" if joint else "fused"
+    recon.outputs.update(write_subject_mesh(out_dir, name, recon.fused, face_model))
+    write_coeffs_mat(out_dir / f"{name}.mat", recon.fused.to_numpy_dict())
+    recon.outputs[f"{name}.mat"] = out_dir / f"{name}.mat"
+    recon.outputs.update(write_report(out_dir, recon, photos, reconstructor, render))
+
+
+def write_subject_mesh(out_dir: Path, name: str, fused: Coeffs, face_model) -> dict[str, Path]:
+    """``<name>.obj`` (neutral canonical, albedo colours) + UV texture and material."""
+    geometry = face_model.compute(fused)
+    vertices = geometry.canonical[0].cpu().numpy()
+    albedo = geometry.albedo[0].cpu().numpy()
+    triangles = face_model.triangles.cpu().numpy()
+    uvs = None if face_model.uvs is None else face_model.uvs.cpu().numpy()
+    outputs = {}
+    text = obj_text(vertices, triangles, albedo, uvs,
+                    header=f"faceset subject: neutral canonical shape, albedo colours, model units (dm)")
+    if uvs is not None:
+        texture = bake_texture(face_model, geometry.albedo[0], TEXTURE_SIZE)
+        write_png(out_dir / f"{name}_texture.png", texture)
+        mtl = f"newmtl albedo\nKd 1 1 1\nmap_Kd {name}_texture.png\n"
+        write_atomic(out_dir / f"{name}.mtl", mtl.encode())
+        header, body = text.split("\n", 1)
+        text = f"{header}\nmtllib {name}.mtl\nusemtl albedo\n{body}"
+        outputs[f"{name}_texture.png"] = out_dir / f"{name}_texture.png"
+        outputs[f"{name}.mtl"] = out_dir / f"{name}.mtl"
+    write_atomic(out_dir / f"{name}.obj", text.encode())
+    outputs[f"{name}.obj"] = out_dir / f"{name}.obj"
+    return outputs
+
+
+def bake_texture(face_model, albedo: torch.Tensor, size: int) -> np.ndarray:
+    """Rasterize the mesh in UV space: (size, size, 3) uint8 albedo image, row 0 = v 1.
+
+    albedo: (N, 3) in [0, 1]. Texels no triangle covers take the nearest covered texel's
+    colour (a few dilation passes), so bilinear lookups at seams do not pick up black.
+    """
+    from recon.render import interpolate, rasterize
+    uvs = face_model.uvs.to(albedo.device, albedo.dtype)
+    clip = torch.stack([2 * uvs[:, 0] - 1, 1 - 2 * uvs[:, 1], torch.zeros_like(uvs[:, 0]),
+                        torch.ones_like(uvs[:, 0])], dim=-1)[None]
+    rast = rasterize(clip, face_model.triangles, (size, size), backend="torch")
+    image = interpolate(albedo[None], rast, face_model.triangles, backend="torch")[0]
+    covered = rast[0, ..., 3] > 0
+    image = _dilate(image, covered, passes=4)
+    return (image.clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+
+
+def _dilate(image: torch.Tensor, covered: torch.Tensor, passes: int) -> torch.Tensor:
+    import torch.nn.functional as F
+    values = image.permute(2, 0, 1)[None] * covered[None, None]
+    weight = covered[None, None].to(image.dtype)
+    for _ in range(passes):
+        summed = F.avg_pool2d(values, 3, 1, 1) * 9
+        count = F.avg_pool2d(weight, 3, 1, 1) * 9
+        fill = (weight == 0) & (count > 0)
+        values = torch.where(fill, summed / count.clamp(min=1e-9), values)
+        weight = torch.where(fill, torch.ones_like(weight), weight)
+    return values[0].permute(1, 2, 0)
+
+
+def _landmark_rmse(face_model, coeffs: Coeffs, landmarks: torch.Tensor) -> list[float]:
+    predicted = face_model.compute(coeffs).landmarks
+    return ((predicted - landmarks) ** 2).sum(-1).mean(-1).sqrt().cpu().tolist()
+
+
+def write_report(out_dir: Path, recon: SubjectReconstruction, photos: list[PreparedPhoto],
+                 reconstructor: Reconstructor, fitted_render) -> dict[str, Path]:
+    """fit_report.json, fit_losses.png and fit_overlays.png."""
+    face_model = reconstructor.face_model
+    landmarks = torch.tensor(np.stack([p.landmarks68 for p in photos]), dtype=torch.float32,
+                             device=reconstructor.device)
+    report = {
+        "photos": recon.stems, "failed": recon.failed, "seconds": recon.fit.seconds,
+        "iterations_per_level": recon.fit.iterations,
+        "landmark_rmse_px_before": _landmark_rmse(face_model, recon.initial, landmarks),
+        "landmark_rmse_px_after": _landmark_rmse(face_model, recon.fitted, landmarks),
+        "final_loss": None if recon.fit.final_loss is None else recon.fit.final_loss.cpu().tolist(),
+        "history": recon.fit.history,
+    }
+    paths = {"fit_report.json": out_dir / "fit_report.json",
+             "fit_losses.png": out_dir / "fit_losses.png",
+             "fit_overlays.png": out_dir / "fit_overlays.png"}
+    write_atomic(paths["fit_report.json"], json.dumps(report, indent=1).encode())
+    write_atomic(paths["fit_losses.png"], loss_plot_png(recon.fit.history))
+    initial_render = reconstructor.render(face_model.compute(recon.initial))
+    write_png(paths["fit_overlays.png"], overlay_grid(photos, initial_render, fitted_render))
+    return paths
+
+
+def loss_plot_png(history: list[dict]) -> bytes:
+    """PNG bytes of the weighted loss terms per step (log scale), levels marked."""
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, axis = plt.subplots(figsize=(7, 4), dpi=100)
+    steps = np.arange(len(history))
+    names = [k for k in history[0] if k not in ("level", "scale")] if history else []
+    for name in names:
+        axis.plot(steps, [max(h.get(name, np.nan), 1e-8) for h in history], label=name,
+                  linewidth=2.0 if name == "total" else 1.0)
+    for step in range(1, len(history)):
+        if history[step]["level"] != history[step - 1]["level"]:
+            axis.axvline(step, color="grey", linestyle=":", linewidth=0.8)
+    axis.set_yscale("log")
+    axis.set_xlabel("step (dotted: next pyramid level)")
+    axis.set_ylabel("weighted loss (mean per image)")
+    axis.legend(fontsize=8, ncol=2)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def overlay_grid(photos: list[PreparedPhoto], before, after) -> np.ndarray:
+    """(M*224, 672, 3) uint8: per photo, crop | start overlay | fitted overlay."""
+    rows = []
+    for i, photo in enumerate(photos):
+        crop = photo.crop_tensor()
+        panels = [crop]
+        for render in (before, after):
+            mask = render.mask[i].cpu()
+            panels.append(render.image[i].cpu() * mask + crop * (1 - mask))
+        rows.append(torch.cat(panels, dim=2))
+    grid = torch.cat(rows, dim=1).clamp(0, 1)
+    return (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+# ---- CLI glue -------------------------------------------------------------------------
+
+def options_from_args(args) -> SubjectOptions:
+    """SubjectOptions from the parsed ``reconstruct --subject`` / ``fit`` arguments."""
+    from faceset.commands.reconstruct import options_from_args as reconstruct_options
+    return SubjectOptions(reconstruct=reconstruct_options(args), iterations=getattr(args, "iters", None),
+                          identity_encoder=getattr(args, "identity", "none"),
+                          resume=getattr(args, "resume", False))
+
+
+def run_subject_command(args) -> int:
+    """``faceset reconstruct PHOTO_DIR --subject --out OUT``."""
+    return _run(args, joint=True)
+
+
+def _run(args, joint: bool) -> int:
+    result = refine_folder(args.img_dir, args.out, options_from_args(args), joint=joint)
+    before = np.mean(json.loads((Path(args.out) / "fit_report.json").read_text())["landmark_rmse_px_before"])
+    after = np.mean(json.loads((Path(args.out) / "fit_report.json").read_text())["landmark_rmse_px_after"])
+    print(f"fitted {len(result.stems)} photo(s) in {result.fit.seconds:.1f} s "
+          f"({'one shared identity' if joint else 'per image'}); landmark RMSE {before:.2f} -> {after:.2f} px")
+    for name, reason in result.failed.items():
+        print(f"  skipped {name}: {reason}")
+    print(f"outputs in {args.out}")
+    return 1 if result.failed else 0
