@@ -32,9 +32,14 @@ def agreement(name: str, device: str, resolution=(48, 64)):
     pos, tris = soup(device)
     attr = torch.rand(pos.shape[0], pos.shape[1], 3, device=device)
     weight = torch.rand(pos.shape[0], *resolution, 3, device=device)
+    rasterizers = [make_rasterizer(backend, device) for backend in ("torch", name)]
+    with torch.no_grad():
+        ids = [r.rasterize(pos, tris, resolution)[..., 3] for r in rasterizers]
+    # Gradients are compared where both picked the same triangle: nvdiffrast snaps vertices
+    # to 1/16 pixel before its coverage test, so near-edge pixels may differ.
+    weight = weight * (ids[0] == ids[1]).unsqueeze(-1)
     outputs = []
-    for backend in ("torch", name):
-        rasterizer = make_rasterizer(backend, device)
+    for rasterizer in rasterizers:
         p, a = pos.clone().requires_grad_(), attr.clone().requires_grad_()
         rast = rasterizer.rasterize(p, tris, resolution)
         image = rasterizer.interpolate(a, rast, tris)
@@ -46,11 +51,11 @@ def agreement(name: str, device: str, resolution=(48, 64)):
 def check_agreement(outputs):
     (r_t, i_t, gp_t, ga_t), (r_o, i_o, gp_o, ga_o) = outputs
     same = (r_t[..., 3] == r_o[..., 3]) & (r_t[..., 3] > 0)
-    assert (r_t[..., 3] != r_o[..., 3]).float().mean() < 0.002        # edge-rule ties only
+    assert (r_t[..., 3] != r_o[..., 3]).float().mean() < 0.02         # near-edge pixels only
     assert (r_t[..., :2] - r_o[..., :2])[same].abs().max() < 1e-4
     assert (i_t - i_o)[same].abs().max() < 1e-4
     assert (ga_t - ga_o).norm() / ga_o.norm() < 0.01
-    assert (gp_t - gp_o).norm() / gp_o.norm() < 0.05
+    assert (gp_t - gp_o).norm() / gp_o.norm() < 0.01
 
 
 @needs_nvdiffrast

@@ -31,6 +31,26 @@ def _import():
     return dr
 
 
+def _load_plugin(dr, gl: bool) -> None:
+    """Build / load nvdiffrast's plugin, working around newer torch versions.
+
+    nvdiffrast imports its JIT-built plugin by module name after building it, but recent
+    torch (2.11 seen) loads extensions without registering them in sys.modules, so that
+    import fails although the build succeeded. Then register the built module and retry.
+    """
+    try:
+        dr.ops._get_plugin(gl=gl)
+    except ModuleNotFoundError as error:
+        name = error.name or ""
+        if not name.startswith("nvdiffrast_plugin"):
+            raise
+        import sys
+        import torch.utils.cpp_extension as extension
+        sys.modules[name] = extension._import_module_from_library(
+            name, extension._get_build_directory(name, False), True)
+        dr.ops._get_plugin(gl=gl)
+
+
 def _require_cuda(name: str, tensor: torch.Tensor) -> None:
     if tensor.device.type != "cuda":
         raise ValueError(f"nvdiffrast backend: {name} must be a CUDA tensor, got device {tensor.device}")
@@ -54,6 +74,7 @@ class NvdiffrastRasterizer:
     def _context_for(self, device: torch.device):
         if self._context is None:
             dr = _import()
+            _load_plugin(dr, gl=self.context_kind == "gl")
             if self.context_kind == "cuda":
                 self._context = dr.RasterizeCudaContext(device=device)
             else:
