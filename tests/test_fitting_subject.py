@@ -1,0 +1,81 @@
+"""The subject job end to end on a tiny synthetic set with one unusable photo.
+
+The embedded model is built at its coarsest resolution (a real model, only smaller) by
+replacing the pipeline's model loader, so the whole job runs in seconds."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import faceset.pipeline as pipeline
+from faceset.cli import main
+from faceset.subject import SubjectOptions, reconstruct_subject
+from faceset.synth import SynthConfig, default_model, synthesize
+from recon.face_model import FaceModel
+from recon.io import read_coeffs_mat, read_obj
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    return default_model(40)
+
+
+@pytest.fixture()
+def photo_set(tmp_path, small_model, monkeypatch):
+    synthesize(tmp_path / "synth", SynthConfig(subjects=1, images=3, seed=2, image_size=(160, 200),
+                                               occluder_probability=0.0), small_model)
+    photos = tmp_path / "synth" / "subject_000" / "images"
+    # a photo without a face (and without detection or landmark files)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(photos / "zz_noface.png")
+    monkeypatch.setattr(pipeline, "load_face_model",
+                        lambda bfm, device: FaceModel(small_model).to(device))
+    return photos
+
+
+def test_subject_job_fits_the_rest_and_reports_the_unusable_photo(photo_set, tmp_path):
+    out = tmp_path / "out"
+    options = SubjectOptions(iterations=6, show_progress=False)
+    options.reconstruct.device = "cpu"
+    result = reconstruct_subject(photo_set, out, options)
+    assert list(result.failed) == ["zz_noface.png"]
+    assert result.stems == [f"subject_000_{k:02d}" for k in range(3)]
+    assert all(torch.equal(result.fitted.id[0], result.fitted.id[k]) for k in range(3))
+    torch.testing.assert_close(result.fused.id[0], result.fitted.id[0])
+    assert float(result.fused.exp.abs().max()) == 0.0
+    report = json.loads((out / "fit_report.json").read_text())
+    assert report["failed"].keys() == {"zz_noface.png"} and len(report["history"]) == sum(report["iterations_per_level"])
+    mesh = read_obj(out / "subject.obj")
+    assert mesh["uvs"] is not None and mesh["colors"] is not None
+    assert "mtllib subject.mtl" in (out / "subject.obj").read_text()
+    assert Image.open(out / "subject_texture.png").size == (512, 512)
+    saved = read_coeffs_mat(out / "subject.mat")
+    np.testing.assert_allclose(saved["id"], result.fused.id[0].numpy(), rtol=1e-6)
+    for stem in result.stems:
+        for suffix in (".obj", ".mat", ".png", "_canonical.obj", "_transform.json"):
+            assert (out / f"{stem}{suffix}").is_file()
+        per_image = read_coeffs_mat(out / f"{stem}.mat")
+        np.testing.assert_allclose(per_image["id"], saved["id"], rtol=1e-6)
+    overlays = Image.open(out / "fit_overlays.png")
+    assert overlays.size == (672, 3 * 224)
+    assert Image.open(out / "fit_losses.png").size[0] > 0
+
+
+def test_fit_command_per_image_and_resume(photo_set, tmp_path):
+    out = tmp_path / "fit"
+    code = main(["fit", str(photo_set), "--out", str(out), "--iters", "3", "--device", "cpu"])
+    assert code == 1  # one photo failed, the rest were written
+    first = read_coeffs_mat(out / "subject_000_00.mat")
+    assert not np.allclose(first["id"], read_coeffs_mat(out / "subject_000_01.mat")["id"])
+    assert (out / "fused.obj").is_file() and (out / "fused.mat").is_file()
+    first_report = json.loads((out / "fit_report.json").read_text())
+    # --resume starts from the written .mat files: the new start is the old result
+    code = main(["fit", str(photo_set), "--out", str(out), "--iters", "3", "--device", "cpu", "--resume"])
+    assert code == 1
+    report = json.loads((out / "fit_report.json").read_text())
+    assert report["failed"].keys() == {"zz_noface.png"}
+    np.testing.assert_allclose(report["landmark_rmse_px_before"], first_report["landmark_rmse_px_after"],
+                               atol=1e-3)
