@@ -95,11 +95,12 @@ def _screen_vertices(clip_pos: torch.Tensor, tris: torch.Tensor, height: int, wi
     """Per-(batch, triangle) vertices: clip (B*F, 3, 4), pixel-space x, y (B*F, 3), usable mask."""
     corners = gather_corners(clip_pos, tris)                      # (B*F, 3, 4)
     w = corners[..., 3]
-    in_front = (w > 0).all(-1)
+    in_front = w.amin(-1) > 0
     safe_w = torch.where(w > 0, w, torch.ones_like(w))
     px = ndc_to_pixel(corners[..., 0] / safe_w, width)
     py = ndc_to_pixel(corners[..., 1] / safe_w, height)
-    usable = in_front & torch.isfinite(px).all(-1) & torch.isfinite(py).all(-1)
+    # A sum is finite only if every term is: one pass instead of two isfinite().all().
+    usable = in_front & torch.isfinite(px.sum(-1) + py.sum(-1))
     return corners, px, py, usable
 
 
@@ -135,7 +136,7 @@ def _triangle_setup(corners, px, py):
     ac = torch.stack([x1 * y2 - x2 * y1, x2 * y0 - x0 * y2, x0 * y1 - x1 * y0], -1) * inv_area
     planes = torch.stack([ax, ay, ac], -1)                                  # (N, 3, 3)
     zw = corners[..., 2] / corners[..., 3]                                  # (N, 3)
-    depth_plane = (planes * zw[..., None]).sum(1, keepdim=True)             # (N, 1, 3)
+    depth_plane = torch.bmm(zw[:, None, :], planes)                          # (N, 1, 3)
     return torch.cat([planes, depth_plane], dim=1), valid
 
 
@@ -258,8 +259,8 @@ def rasterize(clip_pos: torch.Tensor, tris: torch.Tensor, resolution,
     within = pixel - item * height * width
     row = torch.div(within, width, rounding_mode="floor")
     col = within - row * width
-    vertex_ids = tris[tri] + item[:, None] * num_verts                      # (P, 3)
-    corners = clip_pos.reshape(-1, 4)[vertex_ids]                           # (P, 3, 4)
+    vertex_ids = _take(tris, tri) + item[:, None] * num_verts               # (P, 3)
+    corners = _take(clip_pos.reshape(-1, 4), vertex_ids.reshape(-1)).reshape(-1, 3, 4)
     ndc_x = pixel_to_ndc(col.to(clip_pos.dtype), width)
     ndc_y = pixel_to_ndc(row.to(clip_pos.dtype), height)
     lam, depth = perspective_barycentrics(corners, ndc_x, ndc_y)
@@ -291,7 +292,7 @@ def covered_pixels(rast: torch.Tensor):
     ids = rast[..., 3].detach().reshape(-1).round().long()
     pixel = torch.nonzero(ids > 0).flatten()
     item = torch.div(pixel, height * width, rounding_mode="floor")
-    return pixel, item, ids[pixel] - 1
+    return pixel, item, _take(ids, pixel) - 1
 
 
 def interpolate(attr: torch.Tensor, rast: torch.Tensor, tris: torch.Tensor) -> torch.Tensor:
@@ -309,10 +310,10 @@ def interpolate(attr: torch.Tensor, rast: torch.Tensor, tris: torch.Tensor) -> t
     if tri.numel() and int(tri.max()) >= tris.shape[0]:
         raise ValueError(f"rast refers to triangle {int(tri.max())} but tris has {tris.shape[0]}")
     channels, num_verts = attr.shape[2], attr.shape[1]
-    corner_attr = attr.reshape(-1, channels)[tris[tri] + item[:, None] * num_verts]   # (P, 3, C)
-    flat = rast.reshape(-1, 4)
-    u = flat[pixel, 0:1]
-    v = flat[pixel, 1:2]
+    vertex_ids = (_take(tris, tri) + item[:, None] * num_verts).reshape(-1)
+    corner_attr = _take(attr.reshape(-1, channels), vertex_ids).reshape(-1, 3, channels)
+    uv = _take(rast.reshape(-1, 4), pixel)
+    u, v = uv[:, 0:1], uv[:, 1:2]
     values = u * corner_attr[:, 0] + v * corner_attr[:, 1] + (1 - u - v) * corner_attr[:, 2]
     dtype = torch.promote_types(attr.dtype, rast.dtype)
     out = torch.zeros(batch * height * width, channels, dtype=dtype, device=rast.device)
