@@ -9,12 +9,12 @@ Two backends find, for each query point, the triangle that holds its closest sur
 - ``"open3d"``: open3d's ``RaycastingScene`` (a BVH, float32 internally). The winning
   triangle is then re-solved exactly in float64, so only near-ties between triangles whose
   distances differ by float32 rounding can differ from an exact search.
-- ``"scipy"``: a KD-tree over triangle centroids. For a query point ``p`` whose ``k`` nearest
+- ``"scipy"``: KD-trees over triangle centroids. For a query point ``p`` whose ``k`` nearest
   centroids are examined, every triangle left out has its centroid at least ``D_k`` away
   and all its points within ``R`` of its centroid, so its distance is at least ``D_k - R``.
   When the best examined distance is ``<= D_k - R`` the answer is provably exact; otherwise
-  ``k`` doubles for that point. Unusually large triangles are always examined, so one
-  sliver does not inflate ``R`` for the whole mesh.
+  ``k`` doubles for that point. Triangles are grouped by size (classes a factor 1.25 apart,
+  one tree each) so that a few large triangles do not inflate ``R`` for all.
 
 ``"auto"`` takes open3d when it is installed (the optional extra ``faceset[open3d]``).
 """
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 BACKENDS = ("auto", "open3d", "scipy")
+CLASS_RATIO = 1.25  # size ratio between the scipy backend's triangle classes
 
 
 @dataclass
@@ -187,13 +188,16 @@ class TriangleMeshIndex:
 
         centroids = self._corners.mean(axis=1)
         radii = np.linalg.norm(self._corners - centroids[:, None, :], axis=2).max(axis=1)
-        # Triangles far larger than typical are always examined instead of widening R.
-        limit = 4.0 * float(np.median(radii)) if len(radii) > 16 else np.inf
-        self._large = np.flatnonzero(radii > limit)
-        regular = np.flatnonzero(radii <= limit)
-        self._regular = regular
-        self._radius = float(radii[regular].max()) if len(regular) else 0.0
-        self._tree = cKDTree(centroids[regular]) if len(regular) else None
+        # Triangles are grouped by size (radius classes CLASS_RATIO apart), one KD-tree
+        # each, so the bound D_k - R of a class uses that class's own R.
+        smallest = max(float(radii.min()), 1e-12 * max(float(radii.max()), 1e-300))
+        ratio = np.log(np.maximum(radii, smallest) / smallest) / np.log(CLASS_RATIO)
+        classes = np.floor(ratio).astype(np.int64)
+        self._classes = []
+        for value in np.unique(classes):
+            members = np.flatnonzero(classes == value)
+            self._classes.append((members, float(radii[members].max()),
+                                  cKDTree(centroids[members])))
 
     def _best_among(self, points: np.ndarray, candidates: np.ndarray):
         """Best of candidate triangles (N, K) for each point: (distance (N,), id (N,))."""
@@ -211,25 +215,22 @@ class TriangleMeshIndex:
         n = len(points)
         best_dist = np.full(n, np.inf)
         best_id = np.zeros(n, dtype=np.int64)
-        if len(self._large):
-            large = np.broadcast_to(self._large, (n, len(self._large)))
-            best_dist, best_id = self._best_among(points, np.ascontiguousarray(large))
-        if self._tree is None:
-            return best_id
-        pending = np.arange(n)
-        k = min(8, len(self._regular))
-        while len(pending):
-            k = min(k, len(self._regular))
-            gap, index = self._tree.query(points[pending], k=k)
-            gap, index = gap.reshape(len(pending), k), index.reshape(len(pending), k)
-            dist, tri = self._best_among(points[pending], self._regular[index])
-            better = dist < best_dist[pending]
-            best_dist[pending[better]] = dist[better]
-            best_id[pending[better]] = tri[better]
-            # Unexamined triangles are at least (k-th centroid gap - R) away.
-            proven = (best_dist[pending] <= gap[:, -1] - self._radius) | (k == len(self._regular))
-            pending = pending[~proven]
-            k *= 2
+        for members, radius, tree in self._classes:
+            pending = np.arange(n)
+            done_k, k = 0, min(4, len(members))
+            while len(pending):
+                gap, index = tree.query(points[pending], k=k)
+                gap, index = gap.reshape(len(pending), k), index.reshape(len(pending), k)
+                # Only the neighbours not examined in the previous round are new.
+                fresh = members[index[:, done_k:]]
+                dist, tri = self._best_among(points[pending], fresh)
+                better = dist < best_dist[pending]
+                best_dist[pending[better]] = dist[better]
+                best_id[pending[better]] = tri[better]
+                # Every unexamined triangle of this class is at least (k-th gap - R) away.
+                proven = (best_dist[pending] <= gap[:, -1] - radius) | (k == len(members))
+                pending = pending[~proven]
+                done_k, k = k, min(2 * k, len(members))
         return best_id
 
     # ---- public -------------------------------------------------------------------------
