@@ -7,6 +7,8 @@ original's camera: focal 1015 on the 224 crop, camera 10 dm away).
 
     PYTHONPATH=. python benchmarks/contact_sheet.py            # writes docs/contact_sheet.png
     PYTHONPATH=. python benchmarks/contact_sheet.py --seed 3 --resolution 180 --out /tmp/s.png
+    PYTHONPATH=. python benchmarks/contact_sheet.py --time-builds 5   # + build-time table in
+                                                  # benchmarks/results/procedural_model.md
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ import torch
 from PIL import Image
 
 from recon.face_model import FaceModel
-from recon.models.procedural import DEFAULT_RESOLUTION, build_embedded_model
+from recon.models.procedural import (BFM_DENSITY_RESOLUTION, DEFAULT_RESOLUTION,
+                                     build_embedded_model)
 from recon.render.mesh_renderer import MeshRenderer
 from recon.types import Camera, Coeffs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS = REPO_ROOT / "benchmarks" / "results" / "procedural_model.md"
 
 
 @dataclass
@@ -90,6 +94,49 @@ def render_sheet(config: SheetConfig) -> tuple[np.ndarray, dict[str, float]]:
     return sheet.reshape(config.rows * h, config.cols * w, 3), timings
 
 
+def time_builds(repeats: int) -> list[dict]:
+    """Wall-clock seconds of ``build_embedded_model`` at both shipped resolutions, with one
+    torch thread and with torch's default thread count."""
+    rows = []
+    default_threads = torch.get_num_threads()
+    for threads in sorted({1, default_threads}):
+        torch.set_num_threads(threads)
+        for resolution in (DEFAULT_RESOLUTION, BFM_DENSITY_RESOLUTION):
+            build_embedded_model(resolution)   # warm-up: imports, allocator
+            seconds = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                model = build_embedded_model(resolution)
+                seconds.append(time.perf_counter() - start)
+            rows.append({"threads": threads, "resolution": resolution, "vertices": model.n_vertices,
+                         "triangles": model.n_triangles, "median_s": float(np.median(seconds)),
+                         "min_s": float(np.min(seconds))})
+    torch.set_num_threads(default_threads)
+    return rows
+
+
+def build_table(rows: list[dict], repeats: int, command: str) -> str:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    lines = ["## Embedded procedural model: build time", "",
+             f"`build_embedded_model(resolution)` with 80 id / 64 exp / 80 tex modes, {repeats} "
+             f"runs after a warm-up, {os.cpu_count()} CPUs, 1-min load average at the end "
+             f"{load:.1f} (other jobs were running: wall times are upper bounds).", "",
+             "| torch threads | resolution | vertices | triangles | median s | min s |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['threads']} | {r['resolution']} | {r['vertices']} | {r['triangles']} | "
+              f"{r['median_s']:.3f} | {r['min_s']:.3f} |" for r in rows]
+    lines += ["", f"Command: `{command}`", ""]
+    return "\n".join(lines)
+
+
+def write_text_atomically(text: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".md", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
 def save_png_atomically(image: np.ndarray, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
@@ -109,6 +156,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--resolution", type=int, default=defaults.resolution)
     parser.add_argument("--backend", default=defaults.backend)
+    parser.add_argument("--time-builds", type=int, default=0, metavar="REPEATS",
+                        help="also time the builder and write benchmarks/results/procedural_model.md")
     args = parser.parse_args()
     config = SheetConfig(out=args.out, seed=args.seed, resolution=args.resolution,
                          backend=args.backend)
@@ -116,6 +165,11 @@ def main() -> None:
     save_png_atomically(sheet, config.out)
     print(f"wrote {config.out} ({sheet.shape[1]}x{sheet.shape[0]}); "
           + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
+    if args.time_builds:
+        command = "PYTHONPATH=. python benchmarks/contact_sheet.py --time-builds " + str(args.time_builds)
+        table = build_table(time_builds(args.time_builds), args.time_builds, command)
+        write_text_atomically(table, RESULTS)
+        print(table)
 
 
 if __name__ == "__main__":

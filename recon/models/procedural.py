@@ -351,7 +351,7 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # numbers spread log-uniformly over this band (radians per dm; 1.5 ~ the whole head, 16 ~
 # a 4 mm ripple): evaluating the dictionary once keeps the builder fast.
 _WAVE_BAND = (1.5, 16.0)
-_WAVES = 320
+_WAVES = 192
 _BAND_WIDTH = 0.25   # log-frequency spread of one field's waves
 
 
@@ -388,13 +388,15 @@ class _WaveDictionary:
 
 
 def _orthogonalise(raw: np.ndarray) -> np.ndarray:
-    """Gram-Schmidt in column order, each column keeping its raw norm, so coefficients stay
-    in sigma units, modes are uncorrelated and the leading modes keep their meaning.
+    """Gram-Schmidt in column order without renormalising: each column loses its components
+    along the earlier ones and keeps the rest at its own size. The modes become uncorrelated,
+    the leading (designed) modes keep their meaning, and a random mode that earlier modes
+    mostly explain stays small instead of being blown up into noise.
     (Via the Cholesky factor of the Gram matrix: the same result as QR, many times faster.)"""
     raw_t = torch.from_numpy(np.ascontiguousarray(raw))
     upper = torch.linalg.cholesky(raw_t.T @ raw_t).T
     q = torch.linalg.solve_triangular(upper, raw_t, upper=True, left=False)
-    return (q * raw_t.norm(dim=0, keepdim=True)).numpy()
+    return (q * torch.diagonal(upper)[None]).numpy()
 
 
 def _stack(modes: list[np.ndarray]) -> np.ndarray:
@@ -409,9 +411,12 @@ def _fill_random(modes: list[np.ndarray], count: int, make) -> list[np.ndarray]:
     return modes[:count] + (list(make(extra)) if len(extra) else [])
 
 
-def _identity_modes(p: np.ndarray, normals: np.ndarray, regions: _Regions, count: int,
-                    waves: _WaveDictionary, rng: np.random.Generator) -> np.ndarray:
-    """(3N, count) identity basis in dm per sigma: interpretable modes, then random fields."""
+def _identity_modes(p: np.ndarray, normals: np.ndarray, outward: np.ndarray, regions: _Regions,
+                    count: int, waves: _WaveDictionary, rng: np.random.Generator) -> np.ndarray:
+    """(3N, count) identity basis in dm per sigma: interpretable modes, then random fields.
+
+    ``normals`` (N, 3) are the template's normals smoothed over ~5 mm, ``outward`` over
+    ~2.5 cm: random fields push along the latter, which does not turn over the nose."""
     x, y, z = p.T
     ax = np.abs(x)
     ones, zeros = np.ones_like(x), np.zeros_like(x)
@@ -444,11 +449,11 @@ def _identity_modes(p: np.ndarray, normals: np.ndarray, regions: _Regions, count
     def random_modes(k: np.ndarray) -> np.ndarray:
         # Variance decays with the mode index while the spatial frequency grows; most modes
         # are left-right symmetric, as faces are.
-        amplitude = 0.008 * (k / 20.0) ** -1.5
-        frequency = np.tile(1.5 + 0.05 * k, 4)
+        amplitude = 0.012 * (k / 20.0) ** -1.2
+        frequency = np.tile(2.0 + 0.08 * k, 4)
         symmetric = np.concatenate([k % 4 != 0, np.zeros(3 * len(k), dtype=bool)])
         fields = waves.fields(rng, frequency, symmetric).reshape(len(p), 4, len(k))
-        displacement = normals[:, :, None] * fields[:, :1] + 0.15 * fields[:, 1:]
+        displacement = outward[:, :, None] * fields[:, :1] + 0.15 * fields[:, 1:]
         return (amplitude[None, None] * displacement).transpose(2, 0, 1)
     return _orthogonalise(_stack(_fill_random(designed, count, random_modes)))
 
@@ -461,7 +466,7 @@ def _lid_profile(x: np.ndarray, lid: np.ndarray) -> np.ndarray:
 
 def _eye_close_field(p: np.ndarray, lm: np.ndarray, upper: list[int], lower: list[int],
                      facing: np.ndarray) -> np.ndarray:
-    """(N,) downward shift (dm) closing one eye by a third per unit: the opening between the
+    """(N,) downward shift (dm) closing one eye by a quarter per unit: the opening between the
     lids compresses onto the lower lid and the skin above follows with a decay."""
     x, y = p[:, 0], p[:, 1]
     top, bottom = _lid_profile(x, lm[upper, :2]), _lid_profile(x, lm[lower, :2])
@@ -471,7 +476,7 @@ def _eye_close_field(p: np.ndarray, lm: np.ndarray, upper: list[int], lower: lis
     corners = lm[upper, 0]
     centre, half = 0.5 * (corners.min() + corners.max()), 0.5 * (corners.max() - corners.min())
     across = np.clip(1.0 - ((x - centre) / (1.15 * half)) ** 2, 0.0, 1.0)
-    return (top - bottom) / 3.0 * follow * across * facing
+    return (top - bottom) / 4.0 * follow * across * facing
 
 
 def _expression_modes(p: np.ndarray, normals: np.ndarray, theta: np.ndarray, regions: _Regions,
@@ -536,8 +541,8 @@ def _expression_modes(p: np.ndarray, normals: np.ndarray, theta: np.ndarray, reg
     face = regions.face
     def random_modes(k: np.ndarray) -> np.ndarray:
         # Local smooth motions inside the face region, weaker and finer with the index.
-        amplitude = 0.004 * (k / 20.0) ** -1.5
-        frequency = np.tile(2.5 + 0.06 * k, 3)
+        amplitude = 0.006 * (k / 20.0) ** -1.2
+        frequency = np.tile(3.0 + 0.08 * k, 3)
         symmetric = np.tile(k % 3 != 0, 3)
         fields = waves.fields(rng, frequency, symmetric).reshape(len(p), 3, len(k))
         return (amplitude[None, None] * fields * face[:, None, None]).transpose(2, 0, 1)
@@ -605,8 +610,8 @@ def _albedo_modes(p: np.ndarray, regions: _Regions, lm: np.ndarray, count: int,
     ]
     def random_modes(k: np.ndarray) -> np.ndarray:
         # Mostly brightness variation in a skin-like colour direction, plus a little chroma.
-        amplitude = 5.0 * (k / 11.0) ** -1.2
-        frequency = np.tile(2.0 + 0.06 * k, 4)
+        amplitude = 6.0 * (k / 11.0) ** -1.0
+        frequency = np.tile(2.5 + 0.1 * k, 4)
         symmetric = np.tile(k % 3 != 0, 4)
         fields = waves.fields(rng, frequency, symmetric).reshape(len(p), 4, len(k))
         direction = np.array([1.0, 0.85, 0.75])[:, None] + 0.05 * rng.normal(size=(3, len(k)))
@@ -651,13 +656,15 @@ def build_embedded_model(resolution: int = DEFAULT_RESOLUTION, n_id: int = 80, n
     grid_shape = theta.shape
     theta = theta.reshape(-1)
     triangles = _grid_triangles(*grid_shape)
-    # Displacement directions: normals smoothed over ~5 mm whatever the resolution.
+    # Displacement directions: normals smoothed over ~5 mm and ~2.5 cm at any resolution.
     cell = (Y_TOP - Y_BOTTOM) / (resolution - 1)
-    normals = _smooth_normals(_vertex_normals(points, triangles), grid_shape, 0.05 / cell)
+    raw_normals = _vertex_normals(points, triangles)
+    normals = _smooth_normals(raw_normals, grid_shape, 0.05 / cell)
+    outward = _smooth_normals(raw_normals, grid_shape, 0.25 / cell)
     regions = _Regions.of(points, theta, landmarks)
 
     waves = _WaveDictionary.on(points, rng)
-    id_basis = _identity_modes(points, normals, regions, n_id, waves, rng)
+    id_basis = _identity_modes(points, normals, outward, regions, n_id, waves, rng)
     exp_basis = _expression_modes(points, normals, theta, regions, landmarks, n_exp, waves, rng)
     mean_albedo = _mean_albedo(points, regions, landmarks)
     tex_basis = _albedo_modes(points, regions, landmarks, n_tex, waves, rng)
