@@ -3,6 +3,10 @@
 Imported only when used. PyTorch3D replaces the visibility pass only; interpolate and
 antialias reuse the built-in implementations, which read the same rast layout.
 
+Not exercised here: PyTorch3D cannot be installed next to torch 2.14 (easypytorch3d pins
+torch 2.12.1), so this backend is written from PyTorch3D's documented API and its
+agreement test (tests/test_render_backends.py) skips where PyTorch3D is absent.
+
 Conventions mapped here (PyTorch3D's documented NDC): +X left, +Y up, pixel (row i, col j)
 at X = 1 - (2j + 1) / W, Y = 1 - (2i + 1) / H for a square image; for H != W the shorter
 side spans [-1, 1] and the longer one is scaled by max/min. nvdiffrast's pixel (i, j)
@@ -38,8 +42,11 @@ def _import():
 class PyTorch3DRasterizer:
     """PyTorch3D visibility with nvdiffrast's rast layout (u, v, z/w, id + 1)."""
 
-    def __init__(self, bin_size: int | None = None) -> None:
+    def __init__(self, bin_size: int | None = None, max_faces_per_bin: int | None = None) -> None:
+        # PyTorch3D's own defaults (None: heuristic coarse-to-fine bins on CUDA, naive on
+        # CPU); dense meshes may need a larger max_faces_per_bin, or bin_size=0 (naive).
         self.bin_size = bin_size
+        self.max_faces_per_bin = max_faces_per_bin
 
     def rasterize(self, clip_pos: torch.Tensor, tris: torch.Tensor, resolution) -> torch.Tensor:
         """(B, V, 4) clip, (F, 3) int, (H, W) -> rast (B, H, W, 4) of clip_pos's dtype.
@@ -62,11 +69,11 @@ class PyTorch3DRasterizer:
         faces = tris[None].expand(batch, -1, -1)
         behind = (clip_pos[..., 3] <= 0)[torch.arange(batch, device=tris.device)[:, None], tris].any(-1)
         faces = torch.where(behind[..., None], torch.zeros_like(faces), faces)
-        meshes = Meshes(verts=list(verts), faces=list(faces))
+        meshes = Meshes(verts=verts, faces=faces)      # padded (N, V, 3) / (N, F, 3) form
         pix_to_face, _, bary, _ = rasterize_meshes(
             meshes, image_size=(height, width), blur_radius=0.0, faces_per_pixel=1,
-            bin_size=self.bin_size, perspective_correct=True, clip_barycentric_coords=False,
-            cull_backfaces=False)
+            bin_size=self.bin_size, max_faces_per_bin=self.max_faces_per_bin,
+            perspective_correct=True, clip_barycentric_coords=False, cull_backfaces=False)
         face = pix_to_face[..., 0]
         bary = bary[..., 0, :].to(clip_pos.dtype)
         covered = face >= 0
