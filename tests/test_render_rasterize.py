@@ -103,6 +103,8 @@ def test_chunking_does_not_change_the_result():
     whole = torch_backend.rasterize(pos, tris, (32, 32))
     chunked = torch_backend.rasterize(pos, tris, (32, 32), max_pairs=1)   # budget = one image
     assert torch.equal(whole, chunked)
+    one_item_per_pass = torch_backend.rasterize(pos, tris, (32, 32), triangles_per_pass=1)
+    assert torch.equal(whole, one_item_per_pass)
 
 
 @pytest.mark.parametrize("device", DEVICES)
