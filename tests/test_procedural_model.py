@@ -61,6 +61,10 @@ def test_fields_shapes_dtypes_and_index_ranges(model):
     assert model.coeff_sizes["id"] == 80 and model.coeff_sizes["exp"] == 64 and model.coeff_sizes["tex"] == 80
     assert len(set(model.landmark_ids.tolist())) == 68
     assert float(model.uvs.min()) >= 0.0 and float(model.uvs.max()) <= 1.0
+    # u runs with azimuth (x on the face), v up with height.
+    assert np.corrcoef(model.uvs[:, 1].numpy(), model.mean_shape[:, 1].numpy())[0, 1] > 0.999
+    facing = model.mean_shape[:, 2] > 0
+    assert np.corrcoef(model.uvs[facing, 0].numpy(), model.mean_shape[facing, 0].numpy())[0, 1] > 0.99
     # Front triangles are triangles of the mesh, over front vertices only.
     all_tris = {tuple(t) for t in model.triangles.tolist()}
     assert all(tuple(t) in all_tris for t in model.front_triangles.tolist())
@@ -102,24 +106,17 @@ def test_triangles_are_consistently_oriented_outwards(model):
     nose_tip = int(model.landmark_ids[30])
     around_tip = normals[(tris == nose_tip).any(1)].sum(0)
     assert around_tip[2] / np.linalg.norm(around_tip) > 0.8
-    # Front triangles face the camera side on average, and outwards from the head's axis.
-    front = model.front_triangles.numpy()
-    centres = points[front].mean(1)
-    radial = centres - np.array([0.0, 0.0, -0.59])
+    # Every triangle faces away from the head's vertical axis (through the ears' z).
+    radial = points[tris].mean(1) - np.array([0.0, 0.0, STANDARD_LANDMARKS_68[0, 2]])
     radial[:, 1] = 0.0
-    assert np.mean((normals[_rows(tris, front)] * radial).sum(1) > 0) > 0.97
-
-
-def _rows(all_tris: np.ndarray, subset: np.ndarray) -> np.ndarray:
-    index = {tuple(t): i for i, t in enumerate(all_tris.tolist())}
-    return np.array([index[tuple(t)] for t in subset.tolist()])
+    assert np.all((normals * radial).sum(1) > 0)
 
 
 def test_mesh_is_manifold_without_degenerate_triangles(model):
     tris = model.triangles.numpy()
     points = model.mean_shape.double().numpy()
     areas = 0.5 * np.linalg.norm(face_normals(points, tris), axis=1)
-    assert areas.min() > 0.02 * np.median(areas)
+    assert areas.min() > 0.2 * np.median(areas)   # the landmark slide keeps cells well shaped
     assert len(np.unique(np.sort(tris, axis=1), axis=0)) == len(tris)
     edges = np.sort(np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]]), axis=1)
     _, counts = np.unique(edges, axis=0, return_counts=True)
