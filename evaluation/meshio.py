@@ -54,8 +54,27 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 # ---- OBJ --------------------------------------------------------------------------------
 
+def _fast_table(lines: list[str]) -> np.ndarray | None:
+    """The numbers after each line's 2-character keyword as a float table, through
+    pandas' C parser; None when the lines do not all have the same count."""
+    import pandas as pd
+
+    text = "\n".join(line[2:] for line in lines)
+    try:
+        table = pd.read_csv(io.StringIO(text), sep=r"\s+", header=None, dtype=np.float64,
+                            engine="c").to_numpy()
+    except (ValueError, pd.errors.ParserError):
+        return None
+    if len(table) != len(lines) or np.isnan(table).any():
+        return None
+    return table
+
+
 def _parse_rows(lines: list[str], path: Path, kind: str) -> np.ndarray:
     """Numbers after the keyword of each line; equal-length lines take a fast path."""
+    table = _fast_table(lines)
+    if table is not None and table.shape[1] >= 3:
+        return table
     fields = [line.split()[1:] for line in lines]
     width = {len(row) for row in fields}
     if len(width) == 1:
@@ -67,6 +86,10 @@ def _parse_rows(lines: list[str], path: Path, kind: str) -> np.ndarray:
 
 
 def _parse_faces(lines: list[str], vertex_count: int, path: Path) -> np.ndarray:
+    if not any("/" in line for line in lines[:1000]):
+        table = _fast_table(lines)
+        if table is not None and table.shape[1] == 3 and (table > 0).all():
+            return table.astype(np.int64) - 1  # plain 1-based triangles: the common case
     triangles: list[list[int]] = []
     for line in lines:
         ids = [int(token.split("/")[0]) for token in line.split()[1:]]

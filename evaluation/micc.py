@@ -238,8 +238,8 @@ def evaluate_pair(pair: Pair, region: RegionConfig, icp: IcpConfig | None = None
         landmarks = read_landmarks(landmark_file) if landmark_file is not None else None
         score = score_mesh(gt.vertices, gt.nose_tip, prediction, region, gt.landmarks,
                            landmarks, icp)
-    except (OSError, ValueError, np.linalg.LinAlgError) as err:
-        record.status, record.message = "failed", str(err)
+    except Exception as err:  # noqa: BLE001 - one bad file must not end the run
+        record.status, record.message = "failed", f"{type(err).__name__}: {err}"
         return record
     record.status, record.vertices, record.errors = "ok", int(len(score.errors)), score.errors
     record.rmse, record.scale = score.rmse, score.transform.scale

@@ -265,8 +265,8 @@ def evaluate_now_record(dataset: NowDataset, predictions: Path, image: NowImage,
         scan, scan_landmarks = dataset.scan(image.subject)
         result = evaluate_now_image(scan, scan_landmarks, read_mesh(mesh_path),
                                     read_landmarks(landmark_path), metrical, unit, backend)
-    except (OSError, ValueError, np.linalg.LinAlgError) as err:
-        record.status, record.message = "failed", str(err)
+    except Exception as err:  # noqa: BLE001 - one bad file must not end a 2,000-image run
+        record.status, record.message = "failed", f"{type(err).__name__}: {err}"
         return record
     stats = pooled_statistics([result.distances])
     record.status, record.vertices = "ok", int(len(result.distances))

@@ -55,7 +55,8 @@ def register(subparsers) -> None:
         sub.add_argument("--radius", type=float, default=95.0,
                          help="scored ball around the GT nose tip, mm (default 95)")
         sub.add_argument("--forehead-cut", type=float, default=65.0 if name == "micc" else None,
-                         help="drop GT vertices this far above the nose tip (+y), mm")
+                         help="drop GT vertices this far above the nose tip (+y), mm; "
+                              "0 or less: no cut (default 65 for MICC, none for FaceWarehouse)")
         sub.add_argument("--gt-scale", type=float, default=1.0,
                          help="factor taking the GT files' unit to mm (default 1)")
         _common(sub)
@@ -142,7 +143,8 @@ def _run_icp_protocol(args: argparse.Namespace) -> int:
     from evaluation.meshio import atomic_write_text
     from evaluation.tables import ResultTable
 
-    region = micc.RegionConfig(radius_mm=args.radius, forehead_cut_mm=args.forehead_cut,
+    cut = args.forehead_cut if args.forehead_cut is not None and args.forehead_cut > 0 else None
+    region = micc.RegionConfig(radius_mm=args.radius, forehead_cut_mm=cut,
                                gt_scale=args.gt_scale)
     pairs = (micc.read_pairs(args.pairs, args.gt_dir, args.predictions) if args.pairs
              else micc.discover_pairs(args.gt_dir, args.predictions))
