@@ -46,7 +46,8 @@ class SheetConfig:
     max_pitch_deg: float = 10.0
     max_roll_deg: float = 6.0
     light_strength: float = 0.12      # sigma of the first-order SH coefficients
-    front_light: float = 0.15         # mean of the SH z coefficient (light from the camera side)
+    front_light: float = 0.25         # mean of the SH z coefficient (light from the camera side)
+    top_light: float = 0.12           # light from above (the SH y basis carries a minus sign)
     background: float = 0.35          # grey behind the faces
     backend: str = "auto"
 
@@ -62,6 +63,7 @@ def random_coeffs(sizes: dict[str, int], batch: int, config: SheetConfig) -> Coe
     light = torch.zeros(batch, 3, 9)
     light[:, :, 1:4] = config.light_strength * normal(batch, 1, 3)
     light[:, :, 2] += config.front_light
+    light[:, :, 1] -= config.top_light
     light[:, :, 4:9] = 0.03 * normal(batch, 1, 5)
     light[:, :, 0] = 0.08 * normal(batch, 1) + 0.02 * normal(batch, 3)
     return Coeffs(id=normal(batch, sizes["id"]),

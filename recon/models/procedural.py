@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.special import expit
 
 from ..morphable import MorphableModel, incident_triangles
 from ..standard_landmarks import STANDARD_LANDMARKS_68
@@ -77,6 +78,11 @@ def _gauss(x: np.ndarray, y: np.ndarray, cx: float, cy: float, sx: float, sy: fl
     return np.exp(-0.5 * (((x - cx) / sx) ** 2 + ((y - cy) / sy) ** 2))
 
 
+def _below_edge(z: np.ndarray) -> np.ndarray:
+    """Logistic step 1 / (1 + exp(z)), without overflow: ~1 for z << 0, ~0 for z >> 0."""
+    return expit(-z)
+
+
 def _relief(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Outward relief in dm over the base tube; ``x`` is A(y) sin(theta) (≈ world x)."""
     ax = np.abs(x)
@@ -107,7 +113,22 @@ def _relief(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     # Labiomental fold and chin.
     h -= 0.03 * _gauss(x, y, 0.0, -0.52, 0.12, 0.04)
     h += 0.05 * _gauss(x, y, 0.0, -0.68, 0.13, 0.08)
+    # Nasolabial folds: a shallow groove from the alae past the mouth corners.
+    h -= 0.012 * _line_bump(ax, y, (0.13, -0.10), (0.31, -0.44), 0.018)
+    # Philtrum: a faint groove under the nose.
+    h -= 0.006 * _gauss(x, y, 0.0, -0.23, 0.018, 0.05)
     return h
+
+
+def _line_bump(x: np.ndarray, y: np.ndarray, start: tuple[float, float], end: tuple[float, float],
+               width: float) -> np.ndarray:
+    """Gaussian ridge of ``width`` (dm) along the segment start-end, fading at its ends."""
+    a, b = np.asarray(start), np.asarray(end)
+    d = b - a
+    t = ((x - a[0]) * d[0] + (y - a[1]) * d[1]) / (d @ d)
+    px, py = a[0] + np.clip(t, 0, 1) * d[0], a[1] + np.clip(t, 0, 1) * d[1]
+    taper = np.sin(np.pi * np.clip(t, 0.0, 1.0)) ** 0.5
+    return taper * np.exp(-0.5 * ((x - px) ** 2 + (y - py) ** 2) / width ** 2)
 
 
 # ----------------------------------------------------------------------------- parameter space
@@ -267,7 +288,7 @@ def _soft_polygon(points: np.ndarray, polygon: np.ndarray, margin: float, width:
     """(N,) weight ~1 inside the polygon grown by ``margin``, falling off over ``width``."""
     closed = np.concatenate([polygon, polygon[:1]])
     signed = _segment_distance(points, closed) * np.where(_inside_polygon(points, polygon), -1.0, 1.0)
-    return 1.0 / (1.0 + np.exp((signed - margin) / width))
+    return _below_edge((signed - margin) / width)
 
 
 @dataclass(frozen=True)
@@ -310,7 +331,7 @@ def _brow_weight(xy: np.ndarray, brow: np.ndarray) -> np.ndarray:
     # The brow landmarks follow the upper edge of the eyebrow; the hair lies just below.
     centre_line = brow - np.array([0.0, 0.02])
     dist = _segment_distance(xy, centre_line)
-    return 1.0 / (1.0 + np.exp((dist - 0.025) / 0.005))
+    return _below_edge((dist - 0.025) / 0.005)
 
 
 # ----------------------------------------------------------------------------- bases
@@ -424,7 +445,7 @@ def _identity_modes(p: np.ndarray, normals: np.ndarray, outward: np.ndarray, reg
     ones, zeros = np.ones_like(x), np.zeros_like(x)
     g = _gauss
     nose = g(x, y, 0.0, 0.05, 0.12, 0.22)
-    lower = 1.0 / (1.0 + np.exp((y + 0.3) / 0.1))
+    lower = _below_edge((y + 0.3) / 0.1)
     along_normal = lambda w: _along_normal(normals, w)   # noqa: E731
     designed = [
         0.035 * (p - np.array([0.0, 0.0, -0.2])),                          # overall size
@@ -449,9 +470,9 @@ def _identity_modes(p: np.ndarray, normals: np.ndarray, outward: np.ndarray, reg
         np.stack([zeros, 0.012 * ones, zeros], 1) * g(x, y, 0.0, -0.1, 0.35, 0.35)[:, None],  # feature height
     ]
     def random_modes(k: np.ndarray) -> np.ndarray:
-        # Variance decays with the mode index while the spatial frequency grows; most modes
-        # are left-right symmetric, as faces are.
-        amplitude = 0.012 * (k / 20.0) ** -1.2
+        # Variance decays with the mode index while the spatial frequency grows.
+        # Faces are nearly symmetric: every fourth mode is asymmetric, at half the size.
+        amplitude = 0.012 * (k / 20.0) ** -1.2 * np.where(k % 4 != 0, 1.0, 0.5)
         frequency = np.tile(2.0 + 0.08 * k, 4)
         symmetric = np.concatenate([k % 4 != 0, np.zeros(3 * len(k), dtype=bool)])
         fields = waves.fields(rng, frequency, symmetric).reshape(len(p), 4, len(k))
@@ -497,7 +518,7 @@ def _expression_modes(p: np.ndarray, normals: np.ndarray, theta: np.ndarray, reg
     split = np.interp(x, lm[[60, 67, 66, 65, 64], 0], 0.5 * (lm[[60, 61, 62, 63, 64], 1] +
                                                                lm[[60, 67, 66, 65, 64], 1]))
     split_width = 0.002 + 0.15 * np.clip(ax - 0.2, 0.0, None)
-    below_mouth = 1.0 / (1.0 + np.exp((y - split) / split_width))
+    below_mouth = _below_edge((y - split) / split_width)
     jaw = (below_mouth * np.clip((z + 0.55) / 0.35, 0.0, 1.0) * np.clip((y + 1.08) / 0.15, 0.0, 1.0))
     hinge = np.array([0.0, 0.15, -0.55])
     rel = p - hinge
@@ -561,6 +582,7 @@ _IRIS = np.array([82.0, 60.0, 46.0])
 _PUPIL = np.array([24.0, 18.0, 18.0])
 _MOUTH_GAP = np.array([88.0, 40.0, 40.0])
 _NOSTRIL = np.array([96.0, 60.0, 52.0])
+_LASHES = np.array([62.0, 46.0, 40.0])
 
 
 def _blend(base: np.ndarray, colour: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -578,10 +600,14 @@ def _mean_albedo(p: np.ndarray, regions: _Regions, lm: np.ndarray) -> np.ndarray
     colour = _blend(colour, _MOUTH_GAP, regions.inner_mouth)
     colour = _blend(colour, _NOSTRIL, 0.8 * _gauss(ax, y, 0.055, -0.14, 0.022, 0.012))
     colour = _blend(colour, _SCLERA, regions.eyes)
+    for upper_lid in (lm[36:40, :2], lm[[42, 43, 44, 45], :2]):
+        # Lashes darken the upper lid margin.
+        lashes = _below_edge((_segment_distance(p[:, :2], upper_lid) - 0.008) / 0.004)
+        colour = _blend(colour, _LASHES, 0.6 * lashes * (regions.front > 0))
     for eye in (lm[[37, 38, 40, 41], :2].mean(0), lm[[43, 44, 46, 47], :2].mean(0)):
         r = np.hypot(x - eye[0], y - eye[1])
-        colour = _blend(colour, _IRIS, regions.eyes / (1.0 + np.exp((r - 0.05) / 0.004)))
-        colour = _blend(colour, _PUPIL, regions.eyes / (1.0 + np.exp((r - 0.018) / 0.003)))
+        colour = _blend(colour, _IRIS, regions.eyes * _below_edge((r - 0.05) / 0.004))
+        colour = _blend(colour, _PUPIL, regions.eyes * _below_edge((r - 0.018) / 0.003))
     return colour
 
 
@@ -591,10 +617,10 @@ def _albedo_modes(p: np.ndarray, regions: _Regions, lm: np.ndarray, count: int,
     x, y = p[:, 0], p[:, 1]
     ax = np.abs(x)
     skin = 1.0 - np.clip(regions.eyes + regions.lips + 0.8 * regions.brows, 0.0, 1.0)
-    iris = regions.eyes * np.maximum(*(1.0 / (1.0 + np.exp((np.hypot(x - e[0], y - e[1]) - 0.05) / 0.004))
+    iris = regions.eyes * np.maximum(*(_below_edge((np.hypot(x - e[0], y - e[1]) - 0.05) / 0.004)
                                        for e in (lm[[37, 38, 40, 41], :2].mean(0),
                                                  lm[[43, 44, 46, 47], :2].mean(0))))
-    beard = regions.face * (1.0 / (1.0 + np.exp((y + 0.22) / 0.05))) * (1.0 - regions.lips)
+    beard = regions.face * _below_edge((y + 0.22) / 0.05) * (1.0 - regions.lips)
     def tint(rgb, weight: np.ndarray) -> np.ndarray:
         return weight[:, None] * np.asarray(rgb, dtype=float)[None]
     designed = [
