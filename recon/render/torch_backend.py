@@ -222,9 +222,11 @@ def _visible_triangles(clip_pos, tris, height, width, max_pairs, triangles_per_p
     batch, num_tris = clip_pos.shape[0], tris.shape[0]
     keys = torch.full((batch * height * width,), _EMPTY_KEY, dtype=torch.int64, device=clip_pos.device)
     if num_tris:
-        # A few batch items per pass keep the per-triangle arrays cache-sized (measured:
-        # 8 items one by one cost 2/3 of 8 at once on CPU).
+        # On CPU a few batch items per pass keep the per-triangle arrays cache-sized
+        # (measured: 8 items one by one cost 2/3 of 8 at once); on a GPU one pass is best.
         per_pass = max(1, (triangles_per_pass or TRIANGLES_PER_PASS) // num_tris)
+        if clip_pos.device.type == "cuda" and triangles_per_pass is None:
+            per_pass = batch
         with torch.no_grad():
             for first in range(0, batch, per_pass):
                 last = min(batch, first + per_pass)
@@ -255,14 +257,15 @@ def perspective_barycentrics(corners: torch.Tensor, ndc_x: torch.Tensor, ndc_y: 
 
 def rasterize(clip_pos: torch.Tensor, tris: torch.Tensor, resolution,
               max_pairs: int = DEFAULT_MAX_PAIRS,
-              triangles_per_pass: int = TRIANGLES_PER_PASS) -> torch.Tensor:
+              triangles_per_pass: Optional[int] = None) -> torch.Tensor:
     """Rasterize triangles (instance mode): see `recon.render.rasterize` for the contract.
 
     clip_pos (B, V, 4) float clip space; tris (F, 3) int; resolution (H, W).
     Returns rast (B, H, W, 4) of clip_pos's dtype: (u, v, z/w, triangle_id + 1), zeros on
     background. u, v are differentiable in clip_pos; z/w and the id are not (as nvdiffrast).
     max_pairs bounds the candidate (triangle, pixel) pairs alive at once (memory);
-    triangles_per_pass how many (batch item, triangle) pairs are set up together (speed).
+    triangles_per_pass how many (batch item, triangle) pairs are set up together (speed;
+    default TRIANGLES_PER_PASS on CPU, the whole batch on CUDA).
     Neither changes the result. Triangle ids are exact in float32 up to 2^24 triangles.
     """
     check_clip_pos(clip_pos)
