@@ -25,13 +25,14 @@ class TorchRasterizer:
         self.max_pairs = max_pairs
         self._topology: Optional[tuple[torch.Tensor, torch_backend.Topology]] = None
 
-    def rasterize(self, clip_pos, tris, resolution):
+    def rasterize(self, clip_pos: torch.Tensor, tris: torch.Tensor, resolution) -> torch.Tensor:
         return torch_backend.rasterize(clip_pos, tris, resolution, max_pairs=self.max_pairs)
 
-    def interpolate(self, attr, rast, tris):
+    def interpolate(self, attr: torch.Tensor, rast: torch.Tensor, tris: torch.Tensor) -> torch.Tensor:
         return torch_backend.interpolate(attr, rast, tris)
 
-    def antialias(self, color, rast, clip_pos, tris):
+    def antialias(self, color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor,
+                  tris: torch.Tensor) -> torch.Tensor:
         tris = tris.to(device=rast.device, dtype=torch.int64)
         if self._topology is None or not (self._topology[0].shape == tris.shape
                                           and torch.equal(self._topology[0], tris)):

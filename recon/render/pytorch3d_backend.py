@@ -94,8 +94,9 @@ class PyTorch3DRasterizer:
         denominator = (bary * corner[..., 3]).sum(-1)
         return numerator / torch.where(denominator == 0, torch.ones_like(denominator), denominator)
 
-    def interpolate(self, attr, rast, tris):
+    def interpolate(self, attr: torch.Tensor, rast: torch.Tensor, tris: torch.Tensor) -> torch.Tensor:
         return torch_backend.interpolate(attr, rast, tris)
 
-    def antialias(self, color, rast, clip_pos, tris):
+    def antialias(self, color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor,
+                  tris: torch.Tensor) -> torch.Tensor:
         return torch_backend.antialias(color, rast, clip_pos, tris)

@@ -32,7 +32,7 @@ from .projection import ndc_to_pixel, pixel_to_ndc
 _EMPTY_KEY = torch.iinfo(torch.int64).max
 _ID_BITS = 32
 _ID_MASK = (1 << _ID_BITS) - 1
-DEFAULT_MAX_PAIRS = 1 << 22  # candidate (triangle, pixel) pairs alive at once (~200 MB peak)
+DEFAULT_MAX_PAIRS = 1 << 21  # candidate (triangle, pixel) pairs alive at once (~130 B each, float32)
 TRIANGLES_PER_PASS = 1 << 17  # (batch item, triangle) pairs set up together in the visibility pass
 
 
