@@ -1,0 +1,215 @@
+"""Fitting benchmark on synthetic photo sets, scored with the NoW protocol.
+
+For every subject of a ``faceset synth`` set (8 photos each by default) this compares, per
+photo, the neutral canonical mesh (expression zero, as NoW asks) of:
+
+- ``oracle: true id``: the generator's true identity without its detail, the floor any
+  fit with this model can reach (the scan's extra detail is unexplainable);
+- ``landmark init``: the landmark initialiser (no checkpoint), per photo;
+- ``per-image fit``: ``fitting.fit_images`` from that start, per photo;
+- ``mean id (init)``: the authors' recipe, mean of the initialiser's id coefficients;
+- ``confidence id (init)``: the information/quality-weighted mean of the same;
+- ``mean id (per-image fits)``: the mean of the per-image fitted ids;
+- ``joint subject fit``: ``fitting.fit_subject`` from the confidence-weighted start.
+
+Each mesh is scored against the subject's ground-truth scan (mm) with
+``evaluation.now.evaluate_now_image`` (scan crop, 7-landmark Procrustes, scale + rigid
+refinement, scan-to-mesh distances); the statistics pool all scan vertices of all photos
+(a fused mesh counts once per photo, so every method is pooled over the same photos).
+The 68 landmarks are the generator's true ones plus Gaussian noise (``--landmark-noise``
+crop pixels) to stand in for a detector. Writes a markdown table to ``--out``.
+
+    python benchmarks/fit_eval.py --subjects 2 --images 8 --out benchmarks/results/fit_eval.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from aggregation import AggregationConfig, aggregate_identity  # noqa: E402
+from evaluation.meshio import TriangleMesh, read_mesh, read_pp  # noqa: E402
+from evaluation.now import evaluate_now_image, pooled_statistics  # noqa: E402
+from faceset.pipeline import ReconstructOptions, Reconstructor  # noqa: E402
+from faceset.subject import SubjectOptions, prepare_photos  # noqa: E402
+from faceset.synth import NOW_FROM_IBUG68, SynthConfig, synthesize  # noqa: E402
+from fitting import FitConfig, FitTargets, fit_images, fit_subject  # noqa: E402
+from recon import constants as C  # noqa: E402
+from recon.types import Coeffs  # noqa: E402
+
+METHODS = ("oracle: true id", "landmark init", "per-image fit", "mean id (init)", "confidence id (init)",
+           "mean id (per-image fits)", "joint subject fit")
+
+
+def neutral_mesh_mm(face_model, id_row: torch.Tensor) -> tuple[TriangleMesh, np.ndarray]:
+    """Neutral canonical mesh (mm) of one id (1, K) and its 7 NoW landmarks (7, 3)."""
+    zero_exp = torch.zeros(1, face_model.coeff_sizes["exp"], device=id_row.device)
+    vertices = face_model.shape(id_row, zero_exp)[0].detach().cpu().double().numpy() * C.MM_PER_UNIT
+    ids = face_model.landmark_ids.cpu().numpy()[list(NOW_FROM_IBUG68)]
+    return TriangleMesh(vertices, face_model.triangles.cpu().numpy()), vertices[ids]
+
+
+def score(face_model, id_row, scan, scan_landmarks) -> np.ndarray:
+    mesh, landmarks = neutral_mesh_mm(face_model, id_row)
+    return evaluate_now_image(scan, scan_landmarks, mesh, landmarks).distances
+
+
+def noisy_targets(photos, sigma: float, seed: int, device) -> FitTargets:
+    rng = np.random.default_rng(seed)
+    images = torch.stack([p.crop_tensor() for p in photos]).to(device)
+    landmarks = np.stack([p.landmarks68 for p in photos])
+    landmarks = landmarks + rng.normal(0.0, sigma, landmarks.shape)
+    for photo, noisy in zip(photos, landmarks):
+        photo.landmarks68 = noisy
+    return FitTargets(images, torch.tensor(landmarks, dtype=torch.float32, device=device))
+
+
+def evaluate_subject(data: Path, subject: str, reconstructor: Reconstructor, config: FitConfig,
+                     noise: float, seed: int) -> dict:
+    """All methods' per-photo NoW distances and the fit times for one subject."""
+    face_model = reconstructor.face_model
+    photos, failed = prepare_photos(data / subject / "images", SubjectOptions())
+    if failed:
+        raise RuntimeError(f"{subject}: photos failed: {failed}")
+    targets = noisy_targets(photos, noise, seed, reconstructor.device)
+    scan = read_mesh(next((data / "scans" / subject).glob("*.obj")))
+    scan_landmarks, _ = read_pp(next((data / "scans_lmks_onlypp" / subject).glob("*.pp")))
+    init = Coeffs.cat([reconstructor.coefficients([p]) for p in photos])
+    timings = {}
+    start = time.perf_counter()
+    per_image = fit_images(face_model, targets, init, config)
+    timings["per-image fit"] = time.perf_counter() - start
+    confidence = aggregate_identity(face_model, init, targets.landmarks, AggregationConfig("confidence"))
+    joint_start = init.replace(id=confidence.id.expand_as(init.id).clone(),
+                               tex=confidence.tex.expand_as(init.tex).clone())
+    start = time.perf_counter()
+    joint = fit_subject(face_model, targets, joint_start, config)
+    timings["joint subject fit"] = time.perf_counter() - start
+    count = len(photos)
+    import scipy.io
+    true_id = scipy.io.loadmat(data / subject / "truth" / "subject.mat")["id"]
+    ids = {
+        "oracle: true id": [torch.tensor(true_id, dtype=torch.float32, device=init.id.device)] * count,
+        "landmark init": [init.id[i:i + 1] for i in range(count)],
+        "per-image fit": [per_image.coeffs.id[i:i + 1] for i in range(count)],
+        "mean id (init)": [init.id.mean(0, keepdim=True)] * count,
+        "confidence id (init)": [confidence.id] * count,
+        "mean id (per-image fits)": [per_image.coeffs.id.mean(0, keepdim=True)] * count,
+        "joint subject fit": [joint.coeffs.id[:1]] * count,
+    }
+    distances = {}
+    for method, rows in ids.items():
+        cache: dict[int, np.ndarray] = {}
+        distances[method] = []
+        for row in rows:
+            key = id(row)
+            if key not in cache:
+                cache[key] = score(face_model, row, scan, scan_landmarks)
+            distances[method].append(cache[key])
+    return {"distances": distances, "timings": timings, "photos": count,
+            "iterations": {"per-image": per_image.iterations, "joint": joint.iterations}}
+
+
+def table(results: dict[str, dict], args, elapsed: float) -> str:
+    pooled = {m: pooled_statistics([d for r in results.values() for d in r["distances"][m]])
+              for m in METHODS}
+    base = pooled["landmark init"]["median"]
+    floor = pooled["oracle: true id"]["median"]
+    lines = ["| method | median (mm) | mean (mm) | std (mm) | median vs landmark init | "
+             "excess over oracle vs landmark init |", "|---|---|---|---|---|---|"]
+    for method in METHODS:
+        s = pooled[method]
+        excess = 100 * (s['median'] - floor) / max(base - floor, 1e-9) - 100
+        lines.append(f"| {method} | {s['median']:.3f} | {s['mean']:.3f} | {s['std']:.3f} | "
+                     f"{100 * (s['median'] - base) / base:+.1f} % | {excess:+.1f} % |")
+    per_subject = ["", "| subject | landmark init | per-image fit | joint subject fit | "
+                       "per-image fit time (s) | joint fit time (s) |", "|---|---|---|---|---|---|"]
+    for subject, r in results.items():
+        med = {m: float(np.median(np.concatenate(r["distances"][m]))) for m in METHODS}
+        per_subject.append(f"| {subject} | {med['landmark init']:.3f} | {med['per-image fit']:.3f} | "
+                           f"{med['joint subject fit']:.3f} | {r['timings']['per-image fit']:.1f} | "
+                           f"{r['timings']['joint subject fit']:.1f} |")
+    joint_times = [r["timings"]["joint subject fit"] for r in results.values()]
+    reduction = 100 * (base - pooled["per-image fit"]["median"]) / base
+    goals = [
+        "",
+        f"- Goal 1, per-image fitting lowers the landmark initialiser's median by >= 30 %: "
+        f"{reduction:.1f} % ({'met' if reduction >= 30 else 'missed'}); the unexplainable detail puts "
+        f"the floor (true id) at {floor:.3f} mm, so at most {100 * (base - floor) / base:.1f} % was possible; "
+        f"the fit removed {100 * (base - pooled['per-image fit']['median']) / max(base - floor, 1e-9):.0f} % "
+        f"of the initialiser's excess over that floor.",
+        f"- Goal 2, the joint subject fit beats the per-image fits: joint median "
+        f"{pooled['joint subject fit']['median']:.3f} mm vs per-image {pooled['per-image fit']['median']:.3f} mm, "
+        f"vs mean of per-image fitted ids {pooled['mean id (per-image fits)']['median']:.3f} mm.",
+        f"- Goal 3, an {args.images}-image subject in under 60 s on the CPU: joint fit "
+        f"{np.mean(joint_times):.1f} s mean ({', '.join(f'{t:.1f}' for t in joint_times)}) on "
+        f"{torch.get_num_threads()} thread(s), device {args.device}.",
+    ]
+    header = [
+        f"Synthetic sets: {len(results)} subject(s) x {args.images} photos, seed {args.seed}, "
+        f"embedded model (default resolution), detail {args.detail_mm} mm RMS, landmark noise "
+        f"{args.landmark_noise} px (224 crop); fit schedule {args.iters or 'default'} steps; "
+        f"total wall time {elapsed:.0f} s; {platform.processor() or platform.machine()}, "
+        f"load average at the end {os.getloadavg()[0]:.1f}.",
+        "",
+        "Pooled NoW scan-to-mesh errors over all scan vertices of all photos (neutral meshes):",
+        "",
+    ]
+    return "\n".join(header + lines + per_subject + goals) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=None,
+                        help="an existing faceset synth folder (default: generate one in a temp dir)")
+    parser.add_argument("--subjects", type=int, default=2)
+    parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--detail-mm", type=float, default=2.0)
+    parser.add_argument("--landmark-noise", type=float, default=1.5, help="crop pixels (default 1.5)")
+    parser.add_argument("--iters", type=int, default=None, help="total fitting steps (default schedule)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="markdown file to write")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as temp:
+        data = args.data or Path(temp) / "synth"
+        if args.data is None:
+            synthesize(data, SynthConfig(subjects=args.subjects, images=args.images, seed=args.seed,
+                                         detail_mm=args.detail_mm))
+        subjects = sorted(json.loads((data / "synth.json").read_text())["subjects"])[:args.subjects]
+        reconstructor = Reconstructor(ReconstructOptions(device=args.device))
+        config = FitConfig() if args.iters is None else FitConfig().with_total_iterations(args.iters)
+        results = {}
+        for index, subject in enumerate(subjects):
+            results[subject] = evaluate_subject(data, subject, reconstructor, config,
+                                                args.landmark_noise, args.seed + index)
+            print(subject, {k: f"{v:.1f}s" for k, v in results[subject]["timings"].items()}, flush=True)
+    text = table(results, args, time.perf_counter() - started)
+    command = "python benchmarks/fit_eval.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = f"## Fitting on synthetic photo sets (NoW protocol)\n\nCommand: `{command}`\n\n" + text
+    print(text)
+    if args.out:
+        from recon.io import write_atomic
+        write_atomic(args.out, text.encode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
