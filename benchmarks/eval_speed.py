@@ -10,6 +10,15 @@ refinement, final distances (the scan is read once per subject and is timed sepa
 
     PYTHONPATH=. python benchmarks/eval_speed.py                 # writes the table below
     PYTHONPATH=. python benchmarks/eval_speed.py --repeats 5 --backends open3d scipy
+    PYTHONPATH=. python benchmarks/eval_speed.py --chumpy-dir chumpy-0.70 --seeds 8
+
+``--chumpy-dir`` adds a second table: the official refinement (chumpy 0.70's dogleg with the
+NoW options, residuals and parameterisation, from the same Procrustes start) against ours.
+It needs chumpy's unpacked source (``pip download chumpy==0.70 --no-deps
+--no-build-isolation``, then untar); chumpy predates Python 3.11 and numpy 2, so this mode
+patches three names in the benchmark process only (see ``_import_chumpy``). The distance
+and its Jacobian inside chumpy are ours (exact closest points; psbody's CGAL tree does
+not build here), so the table isolates the solver.
 
 Writes ``benchmarks/results/eval_speed.md``.
 """
@@ -67,11 +76,135 @@ def time_case(half_width: float, backend: str, repeats: int) -> dict:
                 "error_median": record.median, "error_mean": record.mean}
 
 
+def _import_chumpy(folder: Path):
+    """Import chumpy 0.70 from its source tree under Python 3.11 / numpy 2."""
+    import inspect
+    import sys
+
+    if not hasattr(inspect, "getargspec"):  # removed in Python 3.11; same fields used
+        inspect.getargspec = inspect.getfullargspec
+    for name, kind in (("bool", bool), ("int", int), ("float", float), ("complex", complex),
+                       ("object", object), ("unicode", str), ("str", str)):
+        if name not in np.__dict__:  # aliases removed in numpy 1.24 / 2.0
+            setattr(np, name, kind)
+    sys.path.insert(0, str(folder))
+    import chumpy
+    from chumpy import optimization_internal
+
+    def beta_multiplier(state):  # the original calls float() on (1, 1) arrays
+        delta_sq = state.delta ** 2
+        diff = state.d_gn - state.d_sd
+        sqnorm_sd = np.linalg.norm(state.d_sd) ** 2
+        pnow = (diff.T.dot(diff) * delta_sq + state.d_gn.T.dot(state.d_sd) ** 2
+                - np.linalg.norm(state.d_gn) ** 2 * sqnorm_sd)
+        return (np.asarray(delta_sq - sqnorm_sd).item()
+                / np.asarray(diff.T.dot(state.d_sd) + np.sqrt(pnow)).item())
+
+    optimization_internal.DoglegState.beta_multiplier = property(beta_multiplier)
+    return chumpy
+
+
+def _chumpy_refinement(ch, points: np.ndarray, vertices: np.ndarray, faces: np.ndarray):
+    """The official rigid_scan_2_mesh_alignment: returns (s, R, t)."""
+    import cv2
+    import scipy.sparse as sparse
+    from scipy.sparse.linalg import cg
+
+    from evaluation.distance import TriangleMeshIndex
+
+    class Rodrigues(ch.Ch):  # as smpl_webuser.posemapper.Rodrigues (cv2 and its Jacobian)
+        dterms = "rt"
+
+        def compute_r(self):
+            return cv2.Rodrigues(self.rt.r)[0]
+
+        def compute_dr_wrt(self, wrt):
+            if wrt is self.rt:
+                return cv2.Rodrigues(self.rt.r)[1].T
+
+    class ScanToMesh(ch.Ch):  # unsigned scan-vertex-to-surface distances, d/d(mesh vertices)
+        dterms = "v"
+        terms = "f", "points"
+
+        def closest(self):
+            return TriangleMeshIndex(self.v.r.reshape(-1, 3), self.f).query(self.points)
+
+        def compute_r(self):
+            return self.closest().distances
+
+        def compute_dr_wrt(self, wrt):
+            if wrt is not self.v:
+                return None
+            found = self.closest()
+            normal = (self.points - found.points) / np.maximum(found.distances, 1e-300)[:, None]
+            corners = self.f[found.triangle_ids]
+            rows = np.repeat(np.arange(len(self.points)), 9)
+            cols = (3 * np.repeat(corners, 3, axis=1) + np.tile([0, 1, 2], 3)).ravel()
+            values = (-(found.barycentrics[:, :, None] * normal[:, None, :])).ravel()
+            return sparse.csc_matrix((values, (rows, cols)),
+                                     shape=(len(self.points), self.v.r.size))
+
+    options = {"sparse_solver": lambda a, x: cg(a, x, maxiter=2000)[0], "disp": 0,
+               "delta_0": 0.1, "e_3": 1e-4}
+    s, r, t = ch.ones(1), ch.zeros(3), ch.zeros(3)
+    rotation = Rodrigues(rt=r)
+    moved = s * (rotation.dot(vertices.T)).T + t
+    distance = ScanToMesh(v=moved, f=faces, points=points)
+    ch.minimize(fun={"dist": distance, "s_reg": 100 * (ch.abs(s) - s)}, x0=[s, r, t],
+                options=options)
+    return float(s.r[0]), rotation.r.copy(), t.r.copy()
+
+
+def compare_with_chumpy(folder: Path, seeds: int) -> list[str]:
+    """Per-image statistics of the official solver and ours on random synthetic pairs."""
+    from evaluation.align import RefineConfig, procrustes, refine_to_surface
+    from evaluation.distance import TriangleMeshIndex
+    from evaluation.now import crop_scan, pooled_statistics
+
+    ch = _import_chumpy(folder)
+    lines = ["## NoW refinement: ours (scipy LM) against the official solver (chumpy dogleg)", "",
+             "Per image, same cropped scan and Procrustes start; the error statistics (mm) of "
+             "each solver's final alignment and the sum of squared distances (mm^2).", "",
+             "| seed | scan vertices | median chumpy / ours | mean chumpy / ours | "
+             "std chumpy / ours | cost chumpy / ours |", "|---|---|---|---|---|---|"]
+    worst = np.zeros(3)
+    for seed in range(seeds):
+        rng = np.random.default_rng(seed)
+        scan = face_mesh(120, half_width_mm=130, ripple_mm=1.0, phase=rng.uniform(0, 3))
+        prediction = face_mesh(90, half_width_mm=110, ripple_mm=rng.uniform(0.3, 1.5),
+                               phase=rng.uniform(0, 3))
+        prediction.vertices[:, 2] *= rng.uniform(0.9, 1.1)
+        transform = random_similarity(rng, scale=0.01)
+        landmarks = transform.apply(face_landmarks(prediction) + rng.normal(scale=2, size=(7, 3)))
+        points = crop_scan(scan, face_landmarks(scan)).vertices
+        aligned = procrustes(face_landmarks(scan), landmarks)[0].apply(
+            transform.apply(prediction.vertices))
+        s, rotation, t = _chumpy_refinement(ch, points, aligned, prediction.faces)
+        theirs = s * aligned @ rotation.T + t
+        ours = refine_to_surface(points, TriangleMeshIndex(aligned, prediction.faces),
+                                 RefineConfig()).transform.apply(aligned)
+        results = []
+        for vertices in (theirs, ours):
+            distances = TriangleMeshIndex(vertices, prediction.faces, "scipy").query(points).distances
+            results.append((pooled_statistics([distances]), float(np.sum(distances ** 2))))
+        (a, cost_a), (b, cost_b) = results
+        worst = np.maximum(worst, [abs(a[k] - b[k]) for k in ("median", "mean", "std")])
+        lines.append(f"| {seed} | {len(points):,} | {a['median']:.4f} / {b['median']:.4f} | "
+                     f"{a['mean']:.4f} / {b['mean']:.4f} | {a['std']:.4f} / {b['std']:.4f} | "
+                     f"{cost_a:.2f} / {cost_b:.2f} |")
+    lines += ["", f"Largest per-image difference: median {worst[0]:.1e} mm, mean {worst[1]:.1e} mm, "
+              f"std {worst[2]:.1e} mm.", ""]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--backends", nargs="+", default=["open3d", "scipy"])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/eval_speed.md"))
+    parser.add_argument("--chumpy-dir", type=Path, default=None,
+                        help="unpacked chumpy 0.70 source: also compare with its dogleg")
+    parser.add_argument("--seeds", type=int, default=8, help="image pairs for --chumpy-dir")
     args = parser.parse_args()
     backends = [b for b in args.backends if b != "open3d" or open3d_available()]
     rows = [time_case(width, backend, args.repeats)
@@ -88,8 +221,12 @@ def main() -> None:
         lines.append(f"| {row['backend']} | {2 * row['half_width']:.0f} mm | {row['cropped']:,} | "
                      f"{row['median_s']:.2f} | {row['min_s']:.2f} | {row['evaluations']} | "
                      f"{row['scan_read']:.2f} | {row['error_median']:.3f} / {row['error_mean']:.3f} |")
-    lines += ["", "Command: `PYTHONPATH=. python benchmarks/eval_speed.py "
-              f"--repeats {args.repeats} --backends {' '.join(args.backends)}`", ""]
+    command = (f"PYTHONPATH=. python benchmarks/eval_speed.py --repeats {args.repeats} "
+               f"--backends {' '.join(args.backends)}")
+    if args.chumpy_dir is not None:
+        command += f" --chumpy-dir {args.chumpy_dir.name} --seeds {args.seeds}"
+        lines += [""] + compare_with_chumpy(args.chumpy_dir, args.seeds)
+    lines += ["", f"Command: `{command}`", ""]
     text = "\n".join(lines)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     temporary = args.out.with_name(f".{args.out.name}.tmp")

@@ -123,9 +123,7 @@ def evaluate_now_image(scan: TriangleMesh, scan_landmarks: np.ndarray, predictio
     index = TriangleMeshIndex(aligned, prediction.faces, backend)
     refined = refine_to_surface(cropped.vertices, index, RefineConfig(fit_scale=not metrical))
     final = refined.transform
-    # The distance to the moved mesh is |s| times that of the inversely moved point.
-    distances = abs(final.scale) * index.query(final.inverse_apply(cropped.vertices)).distances
-    return NowImageResult(distances, cropped, final.apply(aligned), landmark_fit, final,
+    return NowImageResult(refined.distances, cropped, final.apply(aligned), landmark_fit, final,
                           refined.evaluations)
 
 
