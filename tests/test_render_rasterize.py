@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from recon.render import interpolate, rasterize
 from recon.render import torch_backend
@@ -192,3 +193,40 @@ def test_unknown_backend_is_rejected():
     pos, tris = random_scene(0)
     with pytest.raises(ValueError, match="unknown renderer backend"):
         rasterize(pos, tris, (8, 8), backend="opengl")
+
+
+def pixel_grid_mesh(n: int, step: float, size: int, dtype, seed: int = 0):
+    """An n x n vertex grid in pixel units starting at pixel (10, 10), spacing ``step``,
+    random w per vertex; with integer steps every vertex and diagonal hits pixel centres."""
+    gen = torch.Generator().manual_seed(seed)
+    rows, cols = torch.meshgrid(torch.arange(n) * step + 10, torch.arange(n) * step + 10, indexing="ij")
+    w = 1 + 2 * torch.rand(n * n, generator=gen, dtype=torch.float64)
+    ndc_x = (2 * cols.flatten().double() + 1) / size - 1
+    ndc_y = (2 * rows.flatten().double() + 1) / size - 1
+    pos = torch.stack([ndc_x * w, ndc_y * w, torch.zeros_like(w), w], -1)[None].to(dtype)
+    idx = torch.arange(n * n).reshape(n, n)
+    a, b, c, d = idx[:-1, :-1].flatten(), idx[:-1, 1:].flatten(), idx[1:, :-1].flatten(), idx[1:, 1:].flatten()
+    return pos, torch.cat([torch.stack([a, b, d], 1), torch.stack([a, d, c], 1)])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("step", [1.0, 3.0, 0.37, 7.3])
+def test_shared_edges_are_watertight(dtype, step):
+    """No pixel centre may fall between two triangles that share an edge, not even when
+    vertices and edges pass exactly through pixel centres."""
+    pos, tris = pixel_grid_mesh(20, step, 256, dtype)
+    mask = (rasterize(pos, tris, (256, 256), backend="torch")[0, ..., 3] > 0).numpy()
+    assert mask.sum() > 0
+    assert not (ndimage.binary_fill_holes(mask) & ~mask).any()
+
+
+def test_face_model_mask_has_no_holes():
+    from recon.face_model import FaceModel
+    from recon.models.procedural import build_embedded_model
+    from recon.render import MeshRenderer
+    from recon.types import Coeffs
+    model = FaceModel(build_embedded_model(resolution=120, n_id=2, n_exp=2, n_tex=2))
+    coeffs = Coeffs.zeros(2, model.coeff_sizes).replace(angle=torch.tensor([[0.0, 0.0, 0.0], [0.1, 0.5, 0.0]]))
+    mask = MeshRenderer(backend="torch").render(model.compute(coeffs), model.triangles).mask[:, 0] > 0
+    for item in mask.numpy():
+        assert not (ndimage.binary_fill_holes(item) & ~item).any()

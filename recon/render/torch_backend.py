@@ -16,8 +16,11 @@ Clipping differs from nvdiffrast's true clipper in one documented way: a triangl
 vertex at w <= 0 (at or behind the camera plane) is skipped entirely, and per pixel only
 z/w in [-1, 1] is kept (near / far). Triangles fully outside the image cover nothing.
 Degenerate (zero screen area) triangles cover nothing. Both windings are rasterized (no
-culling), as in nvdiffrast. A pixel centre exactly on an edge shared by two triangles is
-claimed by both and resolved by depth, then triangle index.
+culling), as in nvdiffrast. Coverage is watertight: the edge functions are evaluated so that
+two triangles sharing an edge get exactly opposite values for it, so no pixel centre falls
+between them; one exactly on the edge is claimed by both and resolved by depth, then by
+the lower triangle index. (nvdiffrast snaps vertices to a 1/16-pixel grid first, so pixel
+centres very close to an edge may pick the other triangle there.)
 """
 
 from __future__ import annotations
@@ -119,26 +122,33 @@ def _pixel_boxes(px, py, usable, height: int, width: int):
 
 
 def _triangle_setup(corners, px, py):
-    """Screen-space plane equations per triangle, in pixel units.
+    """Per-triangle data for the coverage test: (N, 10) and a (N,) non-degenerate mask.
 
-    corners (N, 3, 4) clip space (all w > 0), px, py (N, 3) pixel coordinates. Returns
-    coefficients (N, 4, 3) such that for a pixel centre (x, y) the screen-space barycentric of
-    vertex k is c[:, k, 0] x + c[:, k, 1] y + c[:, k, 2] (k = 0..2) and row 3 gives z/w the
-    same way (z/w is affine in screen space), plus a (N,) mask of non-degenerate triangles.
+    corners (N, 3, 4) clip space (all w > 0), px, py (N, 3) pixel coordinates. Columns:
+    x0 x1 x2 y0 y1 y2 (pixels), z/w of the three vertices, and the sign of the screen area
+    (+1 or -1: both windings are drawn).
     """
     x0, x1, x2 = px.unbind(-1)
     y0, y1, y2 = py.unbind(-1)
     area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
     valid = area != 0
-    inv_area = (1.0 / torch.where(valid, area, torch.ones_like(area)))[:, None]
-    # Edge function of the edge opposite vertex k, normalised so it is 1 at vertex k.
-    ax = torch.stack([y1 - y2, y2 - y0, y0 - y1], -1) * inv_area
-    ay = torch.stack([x2 - x1, x0 - x2, x1 - x0], -1) * inv_area
-    ac = torch.stack([x1 * y2 - x2 * y1, x2 * y0 - x0 * y2, x0 * y1 - x1 * y0], -1) * inv_area
-    planes = torch.stack([ax, ay, ac], -1)                                  # (N, 3, 3)
-    zw = corners[..., 2] / corners[..., 3]                                  # (N, 3)
-    depth_plane = torch.bmm(zw[:, None, :], planes)                          # (N, 1, 3)
-    return torch.cat([planes, depth_plane], dim=1), valid
+    zw = corners[..., 2] / corners[..., 3]
+    return torch.cat([px, py, zw, torch.sign(area)[:, None]], dim=1), valid
+
+
+def _edge_functions(setup: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Edge functions (P, 3) of the pixel centres (x, y) (P,) against each triangle (P, 10).
+
+    E_k is twice the signed area of (pixel, v[k+1], v[k+2]), computed from vertex
+    coordinates relative to the pixel. Two triangles sharing an edge evaluate the same two
+    products for it, in opposite order, so their values are exact negatives of each other:
+    no pixel centre falls between them (watertight), and one exactly on the edge is
+    claimed by both and resolved by depth.
+    """
+    dx = setup[:, 0:3] - x[:, None]
+    dy = setup[:, 3:6] - y[:, None]
+    nxt, prv = [1, 2, 0], [2, 0, 1]
+    return dx[:, nxt] * dy[:, prv] - dy[:, nxt] * dx[:, prv]
 
 
 def _sortable_depth_bits(depth: torch.Tensor) -> torch.Tensor:
@@ -174,24 +184,25 @@ def _candidate_pixels(local_counts: torch.Tensor, x_lo, y_lo, nx):
     return item, col, row
 
 
-def _scatter_chunk(keys_out, item_ids, planes, x_lo, y_lo, nx, counts, num_tris,
+def _scatter_chunk(keys_out, item_ids, setup, x_lo, y_lo, nx, counts, num_tris,
                    height: int, width: int) -> None:
     """Test the candidate pairs of one chunk of triangles and scatter-min them into keys_out.
 
     item_ids (N,): global (batch * F + triangle) index of each triangle of the chunk;
-    planes (N, 4, 3), boxes and counts (N,) of the same triangles.
+    setup (N, 10) from `_triangle_setup`, boxes and counts (N,) of the same triangles.
     """
     if int(counts.sum()) == 0:
         return
     item, col, row = _candidate_pixels(counts, x_lo, y_lo, nx)
-    plane = _take(planes, item)                                             # (P, 4, 3)
-    x = col.to(plane.dtype)[:, None]
-    y = row.to(plane.dtype)[:, None]
-    values = torch.addcmul(torch.addcmul(plane[..., 2], plane[..., 0], x), plane[..., 1], y)
-    depth = values[:, 3]
-    inside = (values[:, :3] >= 0).all(-1) & (depth >= -1) & (depth <= 1)
+    data = _take(setup, item)                                               # (P, 10)
+    edges = _edge_functions(data, col.to(data.dtype), row.to(data.dtype)) * data[:, 9:10]
+    inside = (edges >= 0).all(-1)
     keep = torch.nonzero(inside).flatten()
-    item, col, row, depth = (_take(t, keep) for t in (item, col, row, depth))
+    item, col, row, edges, data = (_take(t, keep) for t in (item, col, row, edges, data))
+    # z/w is affine in screen space: weight the vertices' z/w by the edge functions.
+    depth = (edges * data[:, 6:9]).sum(-1) / edges.sum(-1)
+    in_range = torch.nonzero((depth >= -1) & (depth <= 1)).flatten()
+    item, col, row, depth = (_take(t, in_range) for t in (item, col, row, depth))
     global_item = _take(item_ids, item)
     batch = torch.div(global_item, num_tris, rounding_mode="floor")
     tri = global_item - batch * num_tris
@@ -207,13 +218,13 @@ def _visible_pass(keys, clip_pos, tris, height, width, max_pairs) -> None:
     x_lo, y_lo, nx, counts = _pixel_boxes(px, py, usable, height, width)
     # Most triangles of a dense mesh hold no pixel centre: set up planes for the rest only.
     active = torch.nonzero(counts > 0).flatten()
-    planes, valid = _triangle_setup(*(_take(t, active) for t in (corners, px, py)))
+    setup, valid = _triangle_setup(*(_take(t, active) for t in (corners, px, py)))
     counts = torch.where(valid, _take(counts, active), torch.zeros_like(active))
     x_lo, y_lo, nx = (_take(t, active) for t in (x_lo, y_lo, nx))
     budget = max(int(max_pairs), height * width)
     for start, end in _chunk_bounds(counts, budget):
         part = slice(start, end)
-        _scatter_chunk(keys, active[part], planes[part], x_lo[part], y_lo[part], nx[part],
+        _scatter_chunk(keys, active[part], setup[part], x_lo[part], y_lo[part], nx[part],
                        counts[part], num_tris, height, width)
 
 
