@@ -161,7 +161,8 @@ class RefineConfig:
     improvement below 1e-4; MINPACK's Levenberg-Marquardt here stops at a relative
     reduction below ``ftol`` = 1e-6, nearer the local minimum both approach from the same
     start. On synthetic faces, stopping at 1e-4 instead of 1e-10 moved the per-image
-    median by 2e-5 mm and the mean by 2e-6 mm.
+    median by 2e-5 mm and the mean by 2e-6 mm; against chumpy's dogleg itself see
+    ``benchmarks/results/eval_speed.md`` (per-image differences below 1e-3 mm).
     """
 
     fit_scale: bool = True
@@ -195,6 +196,7 @@ class _ScanToMeshObjective:
     def __init__(self, points: np.ndarray, index: TriangleMeshIndex, fit_scale: bool) -> None:
         self.points, self.index, self.fit_scale = points, index, fit_scale
         self._cache_key: bytes | None = None
+        self._hint: np.ndarray | None = None  # the last closest triangles: steps are small
         self.evaluations = 0
 
     def unpack(self, x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -209,8 +211,10 @@ class _ScanToMeshObjective:
         scale, r, t = self.unpack(x)
         rotation = rodrigues(r)
         magnitude = max(abs(scale), 1e-12)
-        local = _times_transpose(self.points - t, rotation.T) / magnitude
-        closest = self.index.query(local)
+        signed = magnitude if scale >= 0 else -magnitude  # s < 0 is a point reflection
+        local = _times_transpose(self.points - t, rotation.T) / signed
+        closest = self.index.query(local, hint=self._hint)
+        self._hint = closest.triangle_ids
         self.evaluations += 1
         distances = magnitude * closest.distances
         rotated = _times_transpose(closest.points, rotation)

@@ -211,12 +211,16 @@ class TriangleMeshIndex:
         rows = np.arange(n)
         return dist[rows, pick], candidates[rows, pick]
 
-    def _candidates_scipy(self, points: np.ndarray) -> np.ndarray:
+    def _candidates_scipy(self, points: np.ndarray, hint: np.ndarray | None) -> np.ndarray:
         n = len(points)
         best_dist = np.full(n, np.inf)
         best_id = np.zeros(n, dtype=np.int64)
+        if hint is not None:  # a good guess tightens the bound, so fewer rounds are needed
+            best_dist, best_id = self._best_among(points, hint[:, None])
         for members, radius, tree in self._classes:
-            pending = np.arange(n)
+            # Points already closer than this class's nearest centroid minus R skip it.
+            nearest_gap, _ = tree.query(points, k=1)
+            pending = np.flatnonzero(best_dist > nearest_gap - radius)
             done_k, k = 0, min(4, len(members))
             while len(pending):
                 gap, index = tree.query(points[pending], k=k)
@@ -234,12 +238,16 @@ class TriangleMeshIndex:
         return best_id
 
     # ---- public -------------------------------------------------------------------------
-    def query(self, points: np.ndarray, chunk: int = 200_000) -> ClosestPoints:
+    def query(self, points: np.ndarray, chunk: int = 200_000,
+              hint: np.ndarray | None = None) -> ClosestPoints:
         """Closest surface point of each query point.
 
         Args:
             points: (N, 3) float, same unit and frame as the mesh.
             chunk: points per batch (bounds the memory of the scipy backend).
+            hint: optional (N,) int triangle ids likely to be closest (e.g. from the
+                previous solver step); the scipy backend starts its bound from them.
+                The answer is exact either way.
         Returns:
             ClosestPoints with (N,) distances, (N, 3) points, (N,) triangle ids and (N, 3)
             barycentric weights, all float64 / int64.
@@ -250,10 +258,15 @@ class TriangleMeshIndex:
         if len(points) == 0:
             return ClosestPoints(np.zeros(0), np.zeros((0, 3)), np.zeros(0, np.int64),
                                  np.zeros((0, 3)))
+        if hint is not None:
+            hint = np.asarray(hint, dtype=np.int64)
+            if hint.shape != (len(points),) or hint.min() < 0 or hint.max() >= len(self.faces):
+                raise ValueError(f"hint must be (N,) triangle ids, got shape {hint.shape}")
+        parts = np.array_split(np.arange(len(points)), max(1, -(-len(points) // chunk)))
         ids = np.concatenate([
-            self._candidates_open3d(part) if self.backend == "open3d"
-            else self._candidates_scipy(part)
-            for part in np.array_split(points, max(1, -(-len(points) // chunk)))])
+            self._candidates_open3d(points[part]) if self.backend == "open3d"
+            else self._candidates_scipy(points[part], None if hint is None else hint[part])
+            for part in parts])
         corners = self._corners[ids]
         closest, bary = closest_points_on_triangles(points, corners[:, 0], corners[:, 1],
                                                     corners[:, 2])

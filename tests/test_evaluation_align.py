@@ -111,3 +111,26 @@ def test_scaled_icp_recovers_a_similarity_from_landmarks():
     result = icp_similarity(moved, gt.faces, targets, init, IcpConfig())
     assert result.rmse < 1e-4
     np.testing.assert_allclose(result.transform.apply(moved), gt.vertices, atol=1e-3)
+
+
+@pytest.mark.parametrize("scale", [1.1, -0.9])
+def test_refinement_residuals_and_jacobian_against_references(scale):
+    from evaluation.align import _ScanToMeshObjective
+    from evaluation.distance import point_to_mesh_distance
+
+    mesh = face_mesh(30, ripple_mm=1.0)
+    rng = np.random.default_rng(0)
+    points = mesh.vertices[::7] + rng.normal(size=(len(mesh.vertices[::7]), 3))
+    objective = _ScanToMeshObjective(points, TriangleMeshIndex(mesh.vertices, mesh.faces, "scipy"),
+                                     fit_scale=True)
+    x = np.array([scale, 0.1, -0.2, 0.05, 1.0, 2.0, 3.0])
+    moved = Similarity(scale, rodrigues(x[1:4]), x[4:]).apply(mesh.vertices)
+    np.testing.assert_allclose(objective.distances(x),
+                               point_to_mesh_distance(points, moved, mesh.faces, "scipy"),
+                               atol=1e-10)
+    analytic = objective.jacobian(x)[:-1]  # the last row is the scale penalty
+    step = 1e-6
+    numeric = np.stack([(objective.distances(x + step * e).copy()
+                         - objective.distances(x - step * e).copy()) / (2 * step)
+                        for e in np.eye(7)], axis=1)
+    np.testing.assert_allclose(analytic, numeric, atol=1e-6)

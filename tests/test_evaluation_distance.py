@@ -140,3 +140,15 @@ def test_bad_mesh_is_a_clear_error():
         TriangleMeshIndex(np.zeros((3, 3)), np.array([[0, 1, 5]]), "scipy")
     with pytest.raises(ValueError, match="unknown distance backend"):
         TriangleMeshIndex(np.eye(3), np.array([[0, 1, 2]]), "embree")
+
+
+def test_hint_never_changes_the_answer():
+    rng = np.random.default_rng(5)
+    mesh = face_mesh(40, ripple_mm=1.0)
+    points = rng.uniform(-100, 100, size=(500, 3)) * [1, 1, 0.3] + [0, 0, 40]
+    index = TriangleMeshIndex(mesh.vertices, mesh.faces, "scipy")
+    plain = index.query(points)
+    wrong_hint = index.query(points, hint=rng.integers(0, len(mesh.faces), len(points)))
+    np.testing.assert_array_equal(plain.distances, wrong_hint.distances)
+    with pytest.raises(ValueError, match="hint"):
+        index.query(points, hint=np.zeros(3, dtype=int))
