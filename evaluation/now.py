@@ -197,8 +197,13 @@ class NowDataset:
         """The subject's scan (mm) and its (7, 3) landmarks, loaded once per subject."""
         if subject not in self._cache:
             self._cache.clear()  # one subject at a time: the image lists are grouped
+            landmark_file = _first(self.landmarks_dir / subject, "*.pp")
+            landmarks = read_pp(landmark_file)[0]
+            if len(landmarks) < 7:
+                raise ValueError(f"{landmark_file}: {len(landmarks)} picked points, the NoW "
+                                 "protocol needs 7")
             self._cache[subject] = (read_mesh(_first(self.scans_dir / subject, "*.obj")),
-                                    read_pp(_first(self.landmarks_dir / subject, "*.pp"))[0][:7])
+                                    landmarks[:7])
         return self._cache[subject]
 
 
