@@ -1,6 +1,7 @@
 """Figures of the NoW paper: a per-vertex error heat map of the cropped scan, and the
-cumulative error curve (percentage of vertices with error below x mm). matplotlib runs
-headless (Agg); every PNG is written atomically."""
+cumulative error curve (percentage of vertices with error below x mm). Figures are built
+with matplotlib's object API (no pyplot, no global backend switch); every PNG is written
+atomically."""
 
 from __future__ import annotations
 
@@ -39,12 +40,10 @@ def _save(figure) -> bytes:
 def plot_cumulative_errors(curves: dict[str, np.ndarray], path: str | os.PathLike,
                            max_mm: float = CURVE_RANGE_MM) -> None:
     """One curve per method: ``curves`` maps a label to its pooled (N,) errors in mm."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(5, 4))
+    figure = Figure(figsize=(5, 4))
+    axes = figure.add_subplot()
     for label, errors in curves.items():
         x, percent = cumulative_error_curve(errors, max_mm)
         axes.plot(x, percent, label=label)
@@ -54,9 +53,7 @@ def plot_cumulative_errors(curves: dict[str, np.ndarray], path: str | os.PathLik
     axes.set_ylabel("Percentage of vertices")
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right")
-    data = _save(figure)
-    plt.close(figure)
-    atomic_write_bytes(path, data)
+    atomic_write_bytes(path, _save(figure))
 
 
 def _view_frame(vertices: np.ndarray) -> np.ndarray:
@@ -87,17 +84,15 @@ def plot_error_heatmap(scan: TriangleMesh, errors: np.ndarray, path: str | os.Pa
         scan: the cropped scan (mm); errors: (V,) mm per scan vertex; max_mm: colour cap.
     Triangles are painted back to front, each with the mean error of its corners.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     errors = np.asarray(errors, dtype=np.float64)
     if errors.shape != (len(scan.vertices),):
         raise ValueError(f"heat map needs one error per scan vertex: {errors.shape} vs "
                          f"{len(scan.vertices)} vertices")
     projected = (scan.vertices - scan.vertices.mean(axis=0)) @ _view_frame(scan.vertices).T
-    figure, axes = plt.subplots(figsize=(4.5, 5))
+    figure = Figure(figsize=(4.5, 5))
+    axes = figure.add_subplot()
     if len(scan.faces):
         order = np.argsort(projected[scan.faces, 2].mean(axis=1))
         faces = scan.faces[order]
@@ -112,6 +107,4 @@ def plot_error_heatmap(scan: TriangleMesh, errors: np.ndarray, path: str | os.Pa
     figure.colorbar(image, ax=axes, label="error [mm]", shrink=0.8)
     if title:
         axes.set_title(title, fontsize=9)
-    data = _save(figure)
-    plt.close(figure)
-    atomic_write_bytes(path, data)
+    atomic_write_bytes(path, _save(figure))
