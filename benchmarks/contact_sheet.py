@@ -9,12 +9,15 @@ original's camera: focal 1015 on the 224 crop, camera 10 dm away).
     PYTHONPATH=. python benchmarks/contact_sheet.py --seed 3 --resolution 180 --out /tmp/s.png
     PYTHONPATH=. python benchmarks/contact_sheet.py --time-builds 5   # + build-time table in
                                                   # benchmarks/results/procedural_model.md
+    PYTHONPATH=. python benchmarks/contact_sheet.py --fit-examples ../shared/data/examples \
+        --fit-out /tmp/fits.png   # + 68-landmark fits of the model to real photos (dlib)
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -97,23 +100,18 @@ def render_sheet(config: SheetConfig) -> tuple[np.ndarray, dict[str, float]]:
 
 
 def time_builds(repeats: int) -> list[dict]:
-    """Wall-clock seconds of ``build_embedded_model`` at both shipped resolutions, with one
-    torch thread and with torch's default thread count."""
+    """Wall-clock seconds of ``build_embedded_model`` at both shipped resolutions."""
     rows = []
-    default_threads = torch.get_num_threads()
-    for threads in sorted({1, default_threads}):
-        torch.set_num_threads(threads)
-        for resolution in (DEFAULT_RESOLUTION, BFM_DENSITY_RESOLUTION):
-            build_embedded_model(resolution)   # warm-up: imports, allocator
-            seconds = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                model = build_embedded_model(resolution)
-                seconds.append(time.perf_counter() - start)
-            rows.append({"threads": threads, "resolution": resolution, "vertices": model.n_vertices,
-                         "triangles": model.n_triangles, "median_s": float(np.median(seconds)),
-                         "min_s": float(np.min(seconds))})
-    torch.set_num_threads(default_threads)
+    for resolution in (DEFAULT_RESOLUTION, BFM_DENSITY_RESOLUTION):
+        build_embedded_model(resolution)   # warm-up: imports, allocator
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model = build_embedded_model(resolution)
+            seconds.append(time.perf_counter() - start)
+        rows.append({"threads": torch.get_num_threads(), "resolution": resolution,
+                     "vertices": model.n_vertices, "triangles": model.n_triangles,
+                     "median_s": float(np.median(seconds)), "min_s": float(np.min(seconds))})
     return rows
 
 
@@ -128,6 +126,54 @@ def build_table(rows: list[dict], repeats: int, command: str) -> str:
     lines += [f"| {r['threads']} | {r['resolution']} | {r['vertices']} | {r['triangles']} | "
               f"{r['median_s']:.3f} | {r['min_s']:.3f} |" for r in rows]
     lines += ["", f"Command: `{command}`", ""]
+    return "\n".join(lines)
+
+
+def fit_examples(folder: Path, resolution: int, limit: int = 8) -> tuple[np.ndarray, list[dict]]:
+    """Fit the model to dlib's 68 landmarks on real photos (recon.landmark_fit), as a check
+    that its proportions are human. Returns (photo | fit overlay rows, uint8) and per-image
+    mean landmark errors in pixels of the 224 crop."""
+    from recon.landmark_fit import estimate_lighting, fit_landmarks
+    from recon.preprocess.align import align_face, open_rgb
+    from recon.preprocess.detect import LandmarkDetector
+
+    detector = LandmarkDetector()
+    crops, landmarks, names = [], [], []
+    for path in sorted(folder.glob("*.jpg"))[:limit]:
+        photo = open_rgb(path)
+        detection = detector.detect_largest(photo)
+        if detection is None:
+            continue
+        aligned = align_face(photo, detection.landmarks68)
+        crops.append(aligned.image)
+        landmarks.append(aligned.landmarks)
+        names.append(path.name)
+    if not crops:
+        raise SystemExit(f"{folder}: no .jpg with a detectable face")
+    face_model = FaceModel(build_embedded_model(resolution), Camera())
+    targets = torch.tensor(np.stack(landmarks), dtype=torch.float32)
+    images = torch.tensor(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
+    coeffs = fit_landmarks(face_model, targets)
+    coeffs = coeffs.replace(gamma=estimate_lighting(face_model, coeffs, images))
+    with torch.no_grad():
+        geometry = face_model.compute(coeffs)
+        out = MeshRenderer(Camera()).render(geometry, face_model.triangles)
+    errors = (geometry.landmarks - targets).norm(dim=-1).mean(1)
+    overlay = images * (1.0 - out.mask) + out.image.clamp(0.0, 1.0) * out.mask
+    pairs = torch.cat([images, overlay], dim=3).permute(0, 2, 3, 1).numpy()
+    sheet = (np.concatenate(list(pairs), axis=0) * 255.0 + 0.5).astype(np.uint8)
+    return sheet, [{"image": n, "error_px": float(e)} for n, e in zip(names, errors)]
+
+
+def fit_table(rows: list[dict], command: str) -> str:
+    lines = ["## Embedded procedural model: 68-landmark fits to real photos", "",
+             "dlib 68 landmarks on each photo, aligned to the 224 crop as the original, then "
+             "`recon.landmark_fit.fit_landmarks` (MAP id/exp/pose). Mean landmark error in "
+             "crop pixels (a face is ~150 px wide):", "",
+             "| image | mean error px |", "|---|---|"]
+    lines += [f"| {r['image']} | {r['error_px']:.2f} |" for r in rows]
+    lines += [f"| mean | {np.mean([r['error_px'] for r in rows]):.2f} |", "",
+              f"Command: `{command}`", ""]
     return "\n".join(lines)
 
 
@@ -160,18 +206,31 @@ def main() -> None:
     parser.add_argument("--backend", default=defaults.backend)
     parser.add_argument("--time-builds", type=int, default=0, metavar="REPEATS",
                         help="also time the builder and write benchmarks/results/procedural_model.md")
+    parser.add_argument("--fit-examples", type=Path, default=None, metavar="DIR",
+                        help="also fit the model to the faces in DIR/*.jpg (see fit_examples)")
+    parser.add_argument("--fit-out", type=Path, default=None, help="PNG of those fits")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     config = SheetConfig(out=args.out, seed=args.seed, resolution=args.resolution,
                          backend=args.backend)
     sheet, timings = render_sheet(config)
     save_png_atomically(sheet, config.out)
     print(f"wrote {config.out} ({sheet.shape[1]}x{sheet.shape[0]}); "
           + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
+    sections = []
+    command = " ".join(["PYTHONPATH=. python benchmarks/contact_sheet.py"] + sys.argv[1:])
     if args.time_builds:
-        command = "PYTHONPATH=. python benchmarks/contact_sheet.py --time-builds " + str(args.time_builds)
-        table = build_table(time_builds(args.time_builds), args.time_builds, command)
-        write_text_atomically(table, RESULTS)
-        print(table)
+        sections.append(build_table(time_builds(args.time_builds), args.time_builds, command))
+    if args.fit_examples is not None:
+        fits, rows = fit_examples(args.fit_examples, config.resolution)
+        if args.fit_out is not None:
+            save_png_atomically(fits, args.fit_out)
+        sections.append(fit_table(rows, command))
+    if sections:
+        write_text_atomically("\n".join(sections), RESULTS)
+        print("\n".join(sections))
 
 
 if __name__ == "__main__":
