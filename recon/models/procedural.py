@@ -10,9 +10,9 @@ training runs; it is no substitute for BFM09's accuracy.
 Construction (all closed form, no data files):
 
 1. A regular grid over a tube-like parameterisation: azimuth ``theta`` around a vertical axis
-   (front = 0, +-96 degrees: a little behind the ears) and height ``y`` (neck to upper forehead). A point is
-   ``(A(y) rho sin(theta), y, zc(y) + B(y) rho cos(theta))``: an elliptic cross-section whose
-   radial factor ``rho`` carries the facial relief.
+   (front = 0, +-96 degrees: a little behind the ears) and height ``y`` (neck to upper
+   forehead). A point is ``(A(y) rho sin(theta), y, zc(y) + B(y) rho cos(theta))``: an
+   elliptic cross-section whose radial factor ``rho`` carries the facial relief.
 2. ``rho`` = 1 + analytic relief (brow ridge, eye sockets, eyeballs, nose, cheekbones, lips,
    chin, jaw, temples) + a smooth correction (two Gaussian-RBF passes) that makes the surface
    pass exactly through the 68 standard landmarks.
@@ -109,7 +109,7 @@ def _relief(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     h += 0.07 * _gauss(x, y, 0.0, -0.36, 0.20, 0.12)
     h += 0.035 * _gauss(x, y, 0.0, -0.31, 0.16, 0.035)      # upper lip
     h += 0.035 * _gauss(x, y, 0.0, -0.42, 0.14, 0.035)      # lower lip
-    h -= 0.012 * _gauss(x, y, 0.0, -0.36, 0.12, 0.008) * (np.abs(x) < 0.3)  # mouth line
+    h -= 0.012 * _gauss(x, y, 0.0, -0.36, 0.12, 0.008)      # mouth line
     # Labiomental fold and chin.
     h -= 0.03 * _gauss(x, y, 0.0, -0.52, 0.12, 0.04)
     h += 0.05 * _gauss(x, y, 0.0, -0.68, 0.13, 0.08)
@@ -320,7 +320,8 @@ class _Regions:
         outline = np.concatenate([lm[0:17], [[lm[16, 0], top], [lm[0, 0], top]]])
         front = _inside_polygon(xy, outline) & (np.abs(theta) < np.deg2rad(90.0))
         # A soft version of the front region for fields that must fade out without a crease.
-        face = _soft_polygon(xy, outline, -0.08, 0.03) * np.clip((np.deg2rad(95.0) - np.abs(theta)) / 0.3, 0.0, 1.0)
+        sides = np.clip((np.deg2rad(95.0) - np.abs(theta)) / 0.3, 0.0, 1.0)
+        face = _soft_polygon(xy, outline, -0.08, 0.03) * sides
         # Shape modes move the lips with a gentler edge than the albedo draws them.
         lips_soft = _soft_polygon(xy, lm[48:60], 0.0, 0.012) * facing
         return cls(eyes, brows, lips, inner_mouth, front.astype(float), face, lips_soft)
@@ -355,6 +356,13 @@ def _smooth_normals(normals: np.ndarray, grid_shape: tuple[int, int], radius_cel
     blurred = np.stack([gaussian_filter(grid[..., k], radius_cells, mode="nearest")
                         for k in range(3)], -1).reshape(-1, 3)
     return blurred / np.maximum(np.linalg.norm(blurred, axis=1, keepdims=True), 1e-12)
+
+
+def _field(weight: np.ndarray, dx=0.0, dy=0.0, dz=0.0) -> np.ndarray:
+    """(N, 3) displacement: components (scalars or (N,) arrays) times ``weight`` (N,)."""
+    components = np.broadcast_arrays(np.asarray(dx, float), np.asarray(dy, float),
+                                     np.asarray(dz, float), weight)[:3]
+    return np.stack(components, 1) * weight[:, None]
 
 
 def _along_normal(normals: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -441,33 +449,33 @@ def _identity_modes(p: np.ndarray, normals: np.ndarray, outward: np.ndarray, reg
     ``normals`` (N, 3) are the template's normals smoothed over ~5 mm, ``outward`` over
     ~2.5 cm: random fields push along the latter, which does not turn over the nose."""
     x, y, z = p.T
-    ax = np.abs(x)
-    ones, zeros = np.ones_like(x), np.zeros_like(x)
+    ax, one = np.abs(x), np.ones_like(x)
     g = _gauss
     nose = g(x, y, 0.0, 0.05, 0.12, 0.22)
     lower = _below_edge((y + 0.3) / 0.1)
+    lips = regions.lips_soft
     along_normal = lambda w: _along_normal(normals, w)   # noqa: E731
     designed = [
         0.035 * (p - np.array([0.0, 0.0, -0.2])),                          # overall size
-        np.stack([0.045 * x, zeros, zeros], 1),                            # face width
-        np.stack([zeros, 0.04 * (y - 0.1), zeros], 1),                     # face length
-        np.stack([zeros, zeros, 0.04 * (z + 0.59)], 1),                    # face depth
-        np.stack([0.07 * x * lower, zeros, zeros], 1),                     # jaw width
+        _field(one, dx=0.045 * x),                                         # face width
+        _field(one, dy=0.04 * (y - 0.1)),                                  # face length
+        _field(one, dz=0.04 * (z + 0.59)),                                 # face depth
+        _field(lower, dx=0.07 * x),                                        # jaw width
         0.07 * nose[:, None] * (p - np.array([0.0, -0.15, 0.30])),         # nose size
-        np.stack([zeros, zeros, 0.025 * g(x, y, 0.0, -0.03, 0.06, 0.10)], 1),  # nose projection
+        _field(g(x, y, 0.0, -0.03, 0.06, 0.10), dz=0.025),                 # nose projection
         along_normal(0.022 * g(ax, y, 0.40, -0.22, 0.14, 0.14)),           # cheek fullness
-        np.stack([zeros, -0.006 * ones, 0.02 * ones], 1) * g(x, y, 0, -0.72, 0.16, 0.1)[:, None],  # chin
+        _field(g(x, y, 0.0, -0.72, 0.16, 0.1), dy=-0.006, dz=0.02),        # chin
         along_normal(0.016 * g(ax, y, 0.30, 0.46, 0.18, 0.06)),            # brow ridge
-        np.stack([0.012 * np.tanh(x / 0.05), zeros, zeros], 1) * g(ax, y, 0.31, 0.30, 0.10, 0.08)[:, None],  # eye spacing
+        _field(g(ax, y, 0.31, 0.30, 0.10, 0.08), dx=0.012 * np.tanh(x / 0.05)),  # eye spacing
         along_normal(-0.014 * g(ax, y, 0.31, 0.30, 0.10, 0.07)),           # eye-socket depth
-        along_normal(0.01 * regions.lips_soft) + np.stack([zeros, 0.15 * (y + 0.36), zeros], 1) * regions.lips_soft[:, None],  # lip fullness
-        np.stack([0.08 * x, zeros, -0.03 * ax], 1) * g(x, y, 0.0, -0.37, 0.25, 0.08)[:, None],  # mouth width
-        np.stack([zeros, zeros, 0.05 * np.clip(y - 0.35, 0.0, None)], 1),  # forehead slope
-        np.stack([0.08 * x * nose, zeros, zeros], 1),                      # nose width
-        np.stack([zeros, zeros, 0.015 * g(x, y, 0.0, 0.20, 0.05, 0.10)], 1),  # nose bridge height
+        along_normal(0.01 * lips) + _field(lips, dy=0.15 * (y + 0.36)),    # lip fullness
+        _field(g(x, y, 0.0, -0.37, 0.25, 0.08), dx=0.08 * x, dz=-0.03 * ax),  # mouth width
+        _field(one, dz=0.05 * np.clip(y - 0.35, 0.0, None)),               # forehead slope
+        _field(nose, dx=0.08 * x),                                         # nose width
+        _field(g(x, y, 0.0, 0.20, 0.05, 0.10), dz=0.015),                  # nose bridge height
         along_normal(0.015 * g(ax, y, 0.45, 0.08, 0.10, 0.08)),            # cheekbones
-        np.stack([0.04 * x * y, zeros, zeros], 1),                         # upper/lower face taper
-        np.stack([zeros, 0.012 * ones, zeros], 1) * g(x, y, 0.0, -0.1, 0.35, 0.35)[:, None],  # feature height
+        _field(one, dx=0.04 * x * y),                                      # upper/lower taper
+        _field(g(x, y, 0.0, -0.1, 0.35, 0.35), dy=0.012),                  # feature height
     ]
     def random_modes(k: np.ndarray) -> np.ndarray:
         # Variance decays with the mode index while the spatial frequency grows.
@@ -510,7 +518,6 @@ def _expression_modes(p: np.ndarray, normals: np.ndarray, theta: np.ndarray, reg
     x, y, z = p.T
     # A smooth sign: antisymmetric fields must not crease at the midline.
     ax, sx = np.abs(x), np.tanh(x / 0.05)
-    zeros = np.zeros_like(x)
     g = _gauss
     facing = (np.abs(theta) < np.deg2rad(80.0)).astype(float)
     # The jaw: everything below the line between the lips, sharp at the mouth and softer
@@ -522,7 +529,7 @@ def _expression_modes(p: np.ndarray, normals: np.ndarray, theta: np.ndarray, reg
     jaw = (below_mouth * np.clip((z + 0.55) / 0.35, 0.0, 1.0) * np.clip((y + 1.08) / 0.15, 0.0, 1.0))
     hinge = np.array([0.0, 0.15, -0.55])
     rel = p - hinge
-    jaw_rotation = np.stack([zeros, -rel[:, 2], rel[:, 1]], 1) * jaw[:, None]   # omega x r, omega = +x
+    jaw_rotation = _field(jaw, dy=-rel[:, 2], dz=rel[:, 1])   # omega x r with omega along +x
     corner = lambda side: g(x, y, side * 0.25, -0.38, 0.07, 0.06)   # noqa: E731
     corners = corner(-1.0) + corner(1.0)
     cheeks = g(ax, y, 0.36, -0.15, 0.12, 0.12)
@@ -531,35 +538,33 @@ def _expression_modes(p: np.ndarray, normals: np.ndarray, theta: np.ndarray, reg
     upper_lip = regions.lips_soft * (1.0 - below_mouth)
     lower_lip = regions.lips_soft * below_mouth
     mouth = g(x, y, 0.0, -0.37, 0.22, 0.10)
-    def vec(dx, dy, dz, w) -> np.ndarray:
-        return np.stack([dx * np.ones_like(x), dy * np.ones_like(x), dz * np.ones_like(x)], 1) * w[:, None]
     close_left = _eye_close_field(p, lm, [36, 37, 38, 39], [36, 41, 40, 39], facing)
     close_right = _eye_close_field(p, lm, [42, 43, 44, 45], [42, 47, 46, 45], facing)
     def smile_side(side: float) -> np.ndarray:
         # Mouth corner up, out and back; the cheek above it rises with it.
         weight = corner(side) + 0.35 * g(x, y, side * 0.36, -0.12, 0.1, 0.1)
-        return np.array([0.015 * side, 0.03, -0.01])[None] * weight[:, None]
+        return _field(weight, dx=0.015 * side, dy=0.03, dz=-0.01)
     designed = [
         0.048 * jaw_rotation,                                               # jaw open
         smile_side(-1.0) + smile_side(1.0),                                 # smile
-        np.stack([0.02 * sx, zeros, -0.006 * np.ones_like(x)], 1) * corners[:, None],  # lip stretch
-        np.stack([-0.04 * x, zeros, 0.015 * np.ones_like(x)], 1) * mouth[:, None],      # pucker
-        vec(0.0, 0.03, 0.0, brow_band),                                     # brow raise
-        np.stack([-0.012 * sx, -0.015 * np.ones_like(x), 0.004 * np.ones_like(x)], 1) * inner_brow[:, None],  # frown
-        vec(0.0, -1.0, 0.0, close_left + close_right),                      # blink
-        _along_normal(normals, 0.02 * cheeks * facing),                   # cheek puff
-        vec(0.0, 0.012, 0.004, upper_lip),                                  # upper lip raise
-        vec(0.0, -0.012, 0.004, lower_lip),                                 # lower lip depress
-        np.stack([0.02 * jaw, zeros, zeros], 1),                            # jaw sideways
-        np.stack([zeros, zeros, 0.015 * jaw], 1),                           # jaw forward
-        vec(0.015, 0.0, 0.0, mouth),                                        # mouth sideways
+        _field(corners, dx=0.02 * sx, dz=-0.006),                           # lip stretch
+        _field(mouth, dx=-0.04 * x, dz=0.015),                              # pucker
+        _field(brow_band, dy=0.03),                                         # brow raise
+        _field(inner_brow, dx=-0.012 * sx, dy=-0.015, dz=0.004),            # frown
+        _field(close_left + close_right, dy=-1.0),                          # blink
+        _along_normal(normals, 0.02 * cheeks * facing),                     # cheek puff
+        _field(upper_lip, dy=0.012, dz=0.004),                              # upper lip raise
+        _field(lower_lip, dy=-0.012, dz=0.004),                             # lower lip depress
+        _field(jaw, dx=0.02),                                               # jaw sideways
+        _field(jaw, dz=0.015),                                              # jaw forward
+        _field(mouth, dx=0.015),                                            # mouth sideways
         smile_side(-1.0) - smile_side(1.0),                                 # asymmetric smile
-        vec(0.0, 0.03, 0.0, brow_band * sx),                                # one brow raised
-        vec(0.0, -1.0, 0.0, close_left - close_right),                      # wink
-        vec(0.0, 0.01, 0.0, g(ax, y, 0.09, 0.0, 0.06, 0.12)),               # nose wrinkle
-        np.stack([zeros, zeros, -0.012 * np.ones_like(x)], 1) * regions.lips_soft[:, None],  # lips pressed
-        vec(0.0, 0.006, 0.0, g(ax, y, 0.31, 0.24, 0.10, 0.03) * facing),    # squint (lower lids up)
-        np.stack([zeros, zeros, 0.012 * np.ones_like(x)], 1) * (lower_lip * 0.7 + 0.3 * mouth)[:, None],  # lower lip out
+        _field(brow_band * sx, dy=0.03),                                    # one brow raised
+        _field(close_left - close_right, dy=-1.0),                          # wink
+        _field(g(ax, y, 0.09, 0.0, 0.06, 0.12), dy=0.01),                   # nose wrinkle
+        _field(regions.lips_soft, dz=-0.012),                               # lips pressed
+        _field(g(ax, y, 0.31, 0.24, 0.10, 0.03) * facing, dy=0.006),        # squint (lower lids)
+        _field(0.7 * lower_lip + 0.3 * mouth, dz=0.012),                    # lower lip out
     ]
     face = regions.face
     def random_modes(k: np.ndarray) -> np.ndarray:
@@ -594,7 +599,8 @@ def _mean_albedo(p: np.ndarray, regions: _Regions, lm: np.ndarray) -> np.ndarray
     x, y = p[:, 0], p[:, 1]
     ax = np.abs(x)
     colour = np.tile(_SKIN, (len(p), 1))
-    colour = colour + (_gauss(ax, y, 0.38, -0.08, 0.12, 0.12) * 6.0)[:, None] * np.array([1.0, -0.5, -0.4])
+    cheeks = _gauss(ax, y, 0.38, -0.08, 0.12, 0.12)
+    colour = colour + 6.0 * cheeks[:, None] * np.array([1.0, -0.5, -0.4])   # rosier cheeks
     colour = _blend(colour, _BROWS, 0.85 * regions.brows)
     colour = _blend(colour, _LIPS, regions.lips)
     colour = _blend(colour, _MOUTH_GAP, regions.inner_mouth)
