@@ -631,16 +631,16 @@ def _albedo_modes(p: np.ndarray, regions: _Regions, lm: np.ndarray, count: int,
         return weight[:, None] * np.asarray(rgb, dtype=float)[None]
     designed = [
         tint([20.0, 18.0, 16.0], np.ones_like(x) - 0.6 * regions.eyes),       # skin lightness
-        tint([9.0, -3.0, -3.0], skin * (1.0 + _gauss(ax, y, 0.38, -0.1, 0.15, 0.15))),  # redness
+        tint([6.0, -1.5, -1.5], skin * (1.0 + 0.5 * _gauss(ax, y, 0.38, -0.1, 0.15, 0.15))),  # redness
         tint([2.0, 2.0, -5.0], skin),                                          # olive / yellow
-        tint([14.0, -5.0, -1.0], regions.lips),                                # lip colour
+        tint([10.0, -3.0, 0.0], regions.lips),                                 # lip colour
         tint([-22.0, -18.0, -15.0], regions.brows),                            # brow darkness
         tint([-10.0, -7.0, -3.0], beard),                                      # beard shadow
         tint([7.0, 0.0, -1.0], _gauss(ax, y, 0.38, -0.12, 0.1, 0.1)),          # cheek blush
         tint([22.0, 22.0, 16.0], iris),                                        # iris colour
         tint([5.0, 4.0, 3.0], skin * np.clip(y, -1.0, 1.0)),                   # top-bottom gradient
         tint([-9.0, -9.0, -4.0], _gauss(ax, y, 0.31, 0.2, 0.1, 0.04)),         # under-eye darkness
-        tint([10.0, -2.0, -2.0], _gauss(x, y, 0.0, -0.05, 0.08, 0.12)),        # nose redness
+        tint([6.0, -1.0, -1.0], _gauss(x, y, 0.0, -0.05, 0.08, 0.12)),         # nose redness
     ]
     def random_modes(k: np.ndarray) -> np.ndarray:
         # Brightness variation in a skin-like colour direction, slightly different per mode.
