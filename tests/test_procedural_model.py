@@ -230,3 +230,27 @@ def test_bfm_density_resolution():
     assert 30_000 <= model.n_vertices <= 40_000
     got = model.mean_shape[model.landmark_ids].double().numpy()
     assert np.abs(got - STANDARD_LANDMARKS_68).max() < 1e-5
+
+
+@pytest.mark.slow
+def test_fits_real_faces_from_their_68_landmarks(shared_data):
+    """Human proportions: a MAP landmark fit to dlib's 68 points on real photos lands within
+    a few pixels (on a ~150 px face) with moderate coefficients."""
+    from recon.landmark_fit import fit_landmarks
+    from recon.preprocess.align import align_face, open_rgb
+    from recon.preprocess.detect import LandmarkDetector
+
+    detector = LandmarkDetector()
+    targets = []
+    for path in sorted((shared_data / "examples").glob("*.jpg"))[:4]:
+        photo = open_rgb(path)
+        detection = detector.detect_largest(photo)
+        assert detection is not None, path.name
+        targets.append(align_face(photo, detection.landmarks68).landmarks)
+    face_model = FaceModel(build_embedded_model(), Camera())
+    target = torch.tensor(np.stack(targets), dtype=torch.float32)
+    coeffs = fit_landmarks(face_model, target)
+    with torch.no_grad():
+        fitted = face_model.compute(coeffs).landmarks
+    assert (fitted - target).norm(dim=-1).mean(1).max() < 3.0
+    assert coeffs.id.abs().max() < 4.0 and coeffs.exp.abs().max() < 4.0
