@@ -6,11 +6,11 @@ low-order SH lighting, and is rendered with the project's FaceModel and MeshRend
 original's camera: focal 1015 on the 224 crop, camera 10 dm away).
 
     PYTHONPATH=. python benchmarks/contact_sheet.py            # writes docs/contact_sheet.png
-    PYTHONPATH=. python benchmarks/contact_sheet.py --seed 3 --resolution 180 --out /tmp/s.png
+    PYTHONPATH=. python benchmarks/contact_sheet.py --seed 3 --resolution 180 --out sheet_r180.png
     PYTHONPATH=. python benchmarks/contact_sheet.py --time-builds 5   # + build-time table in
                                                   # benchmarks/results/procedural_model.md
     PYTHONPATH=. python benchmarks/contact_sheet.py --fit-examples ../shared/data/examples \
-        --fit-out /tmp/fits.png   # + 68-landmark fits of the model to real photos (dlib)
+        --fit-out fits.png   # + 68-landmark fits of the model to real photos (dlib)
 """
 
 from __future__ import annotations
