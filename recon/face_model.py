@@ -9,19 +9,35 @@ from .morphable import MorphableModel
 from .types import Camera, Coeffs, FaceGeometry
 
 
+def _axis_rotations(angles: torch.Tensor, derivative: bool = False):
+    """Rx, Ry, Rz (each (B, 3, 3)) for angles (B, 3), or their derivatives d/dx, d/dy, d/dz."""
+    x, y, z = angles.unbind(-1)
+    one, zero = torch.ones_like(x), torch.zeros_like(x)
+    cx, sx, cy, sy, cz, sz = x.cos(), x.sin(), y.cos(), y.sin(), z.cos(), z.sin()
+    if derivative:
+        one = zero
+        cx, sx, cy, sy, cz, sz = -sx, cx, -sy, cy, -sz, cz
+    rot_x = torch.stack([one, zero, zero, zero, cx, -sx, zero, sx, cx], -1).view(-1, 3, 3)
+    rot_y = torch.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], -1).view(-1, 3, 3)
+    rot_z = torch.stack([cz, -sz, zero, sz, cz, zero, zero, zero, one], -1).view(-1, 3, 3)
+    return rot_x, rot_y, rot_z
+
+
 def rotation_matrix(angles: torch.Tensor) -> torch.Tensor:
     """R = Rz·Ry·Rx from Euler angles.
 
     angles: (B, 3) float, radians (x, y, z), rotations about the fixed world axes.
     Returns (B, 3, 3); a column vector p rotates as R @ p.
     """
-    x, y, z = angles.unbind(-1)
-    one, zero = torch.ones_like(x), torch.zeros_like(x)
-    cx, sx, cy, sy, cz, sz = x.cos(), x.sin(), y.cos(), y.sin(), z.cos(), z.sin()
-    rot_x = torch.stack([one, zero, zero, zero, cx, -sx, zero, sx, cx], -1).view(-1, 3, 3)
-    rot_y = torch.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], -1).view(-1, 3, 3)
-    rot_z = torch.stack([cz, -sz, zero, sz, cz, zero, zero, zero, one], -1).view(-1, 3, 3)
+    rot_x, rot_y, rot_z = _axis_rotations(angles)
     return rot_z @ rot_y @ rot_x
+
+
+def rotation_derivatives(angles: torch.Tensor) -> torch.Tensor:
+    """dR/d(angle_k) of ``rotation_matrix``: (B, 3) -> (B, 3, 3, 3), last index k."""
+    rot_x, rot_y, rot_z = _axis_rotations(angles)
+    d_x, d_y, d_z = _axis_rotations(angles, derivative=True)
+    return torch.stack([rot_z @ rot_y @ d_x, rot_z @ d_y @ rot_x, d_z @ rot_y @ rot_x], dim=-1)
 
 
 def sh_basis(normals: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from . import constants as C
-from .face_model import FaceModel, rotation_matrix, sh_basis
+from .face_model import FaceModel, rotation_derivatives, rotation_matrix, sh_basis
 from .types import Coeffs
 
 N_LANDMARKS = 68
@@ -144,7 +144,7 @@ def _residuals_and_jacobian(params, image_points, bases, sqrt_w, prior_sqrt, cam
     # d proj / d world: focal/depth * [I2 | xy/depth] (depth = distance - z)
     d_proj = torch.cat([torch.diag_embed((focal / depth[..., None])),
                         (proj / depth[..., None])[..., None]], dim=-1)       # (B,68,2,3)
-    d_rot = torch.func.vmap(torch.func.jacfwd(lambda a: rotation_matrix(a[None])[0]))(angle)
+    d_rot = rotation_derivatives(angle)                                      # (B,3,3,3)
     d_world_angle = torch.einsum("bijk,bnj->bnik", d_rot, shape)             # (B,68,3,3)
     d_world_trans = torch.eye(3, device=params.device).expand_as(d_world_angle)
     d_world_coeffs = torch.einsum("bij,njk->bnik", rotation, basis)          # (B,68,3,K)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from recon import constants as C
-from recon.face_model import FaceModel, rotation_matrix, sh_basis, shade, vertex_normals
+from recon.face_model import (FaceModel, rotation_derivatives, rotation_matrix, sh_basis, shade,
+                               vertex_normals)
 from recon.morphable import MorphableModel, incident_triangles
 from recon.standard_landmarks import STANDARD_LANDMARKS_68
 from recon.types import Camera, Coeffs
@@ -47,6 +48,16 @@ def test_rotation_order_is_z_y_x():
     single = [rotation_matrix(torch.tensor([[a if i == k else 0.0 for i in range(3)]]))[0]
               for k, a in enumerate(angles[0].tolist())]
     torch.testing.assert_close(rotation_matrix(angles)[0], single[2] @ single[1] @ single[0])
+
+
+def test_rotation_derivatives_match_finite_differences():
+    angles = torch.tensor([[0.3, -0.7, 1.1], [-1.2, 0.4, 0.2]], dtype=torch.float64)
+    analytic = rotation_derivatives(angles)
+    for k in range(3):
+        step = torch.zeros_like(angles)
+        step[:, k] = 1e-6
+        numeric = (rotation_matrix(angles + step) - rotation_matrix(angles - step)) / 2e-6
+        torch.testing.assert_close(analytic[..., k], numeric, atol=1e-8, rtol=0)
 
 
 def test_projection_known_values():
