@@ -88,3 +88,29 @@ def test_every_subcommand_has_help():
 def test_console_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "faceset", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "reconstruct" in result.stdout
+
+
+def test_checkpoint_path_writes_the_network_coefficients(photo_dir, tmp_path):
+    """With a checkpoint in the original's layout, the .mat holds R-Net's output on the crop."""
+    import torch
+
+    from faceset.pipeline import PhotoPreparer
+    from recon.rnet import load_checkpoint
+    from test_rnet_io import original_layout_state_dict
+
+    state = original_layout_state_dict(seed=3)
+    for i in range(7):  # small heads keep the face in front of the camera
+        state[f"final_layers.{i}.weight"] *= 0.01
+        state[f"final_layers.{i}.bias"] *= 0.01
+    checkpoint = tmp_path / "epoch_20.pth"
+    torch.save({"net_recon": state}, checkpoint)
+    out = tmp_path / "out"
+    report = reconstruct_folder(photo_dir, out, ReconstructOptions(checkpoint=checkpoint, device="cpu"),
+                                show_progress=False)
+    assert "000002.jpg" in report.done
+    crop = PhotoPreparer().prepare(photo_dir / "000002.jpg").crop_tensor()[None]
+    with torch.no_grad():
+        expected = load_checkpoint(checkpoint).predict(crop)
+    mat = scipy.io.loadmat(out / "000002.mat")
+    for group in ("id", "exp", "tex", "angle", "gamma", "trans"):
+        np.testing.assert_allclose(mat[group][0], getattr(expected, group)[0].numpy(), rtol=1e-5, atol=1e-6)
