@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     parser.add_argument("--subject", action="store_true",
                         help="all photos show one person: fit one shared identity and albedo")
     parser.add_argument("--iters", type=int, default=None,
-                        help="total fitting steps over the pyramid levels (default 75)")
+                        help="total fitting steps over the pyramid levels (default 130)")
     parser.add_argument("--identity", default="none", choices=("none", "dlib", "arcface"),
                         help="add the identity-feature loss with this face-recognition network")
     parser.add_argument("--resume", action="store_true",
