@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from recon.losses import LossWeights
 
@@ -79,5 +79,4 @@ class FitConfig:
             raise ValueError(f"need at least {len(self.iterations)} iterations, got {total}")
         base = sum(self.iterations)
         counts = tuple(max(1, round(n * total / base)) for n in self.iterations)
-        from dataclasses import replace
         return replace(self, iterations=counts)

@@ -14,6 +14,7 @@ rasterizer samples pixel centres at (j + 0.5) / W in NDC).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
@@ -198,7 +199,6 @@ def _set_learning_rates(optimizer: torch.optim.Optimizer, config: FitConfig, pro
     L2-norm photometric term has a gradient of constant size near the optimum, so a
     constant Adam step would keep circling it. ``warmup`` in (0, 1] scales the first
     steps: Adam's first step moves every coefficient by the full rate at once."""
-    import math
     factor = config.final_lr_fraction + (1 - config.final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
     factor *= warmup
     for group in optimizer.param_groups:
