@@ -218,6 +218,33 @@ def _progress(total: int, show: bool):
     return tqdm(total=total, disable=not show, desc="fit", leave=False)
 
 
+def _fit_level(face_model, params: _Parameters, targets: FitTargets, level: _Level, level_index: int,
+               steps: int, optimizer: torch.optim.Optimizer, config: FitConfig, identity, result: FitResult,
+               bar) -> Optional[torch.Tensor]:
+    """Run one pyramid level (at most ``steps`` Adam steps); returns the last per-image totals."""
+    use_identity = identity is not None and level.scale == max(config.pyramid_scales)
+    totals: list[float] = []
+    per_image = None
+    for step in range(steps):
+        warmup = min(1.0, (step + 1) / config.warmup_steps) if level_index == 0 else 1.0
+        _set_learning_rates(optimizer, config, step / max(steps - 1, 1), warmup)
+        refresh = config.outlier_threshold is not None and step % config.outlier_every == 0
+        with_feat = use_identity and step % config.identity_every == 0
+        terms = _loss_terms(face_model, params, targets, level, config,
+                            identity if with_feat else None, refresh)
+        per_image = L.total_loss(terms, config.weights)
+        optimizer.zero_grad(set_to_none=True)
+        per_image.sum().backward()
+        optimizer.step()
+        totals.append(float(per_image.detach().mean()))
+        result.history.append(_history_row(level_index, level.scale, terms, config, totals[-1]))
+        bar.update(1)
+        if _converged(totals, config.stop_window, config.stop_rel_tol):
+            break
+    result.iterations.append(len(totals))
+    return per_image
+
+
 def _run(face_model, targets: FitTargets, init: Coeffs, config: FitConfig, shared: bool,
          identity_encoder: Optional[IdentityEncoder]) -> FitResult:
     start = time.perf_counter()
@@ -232,32 +259,14 @@ def _run(face_model, targets: FitTargets, init: Coeffs, config: FitConfig, share
             identity = (identity_encoder, identity_encoder(targets.images, targets.landmarks))
     result = FitResult(coeffs=init)
     bar = _progress(sum(config.iterations), config.show_progress)
-    per_image = None
     # One optimiser for all levels: fresh Adam moments would restart with full-size steps
     # and undo part of the coarse level's progress.
     optimizer = params.optimizer(config.learning_rates)
+    per_image = None
     for level_index, (scale, steps) in enumerate(zip(config.pyramid_scales, config.iterations)):
         level = _Level(face_model, targets, scale, config, skin_full)
-        use_identity = identity is not None and scale == max(config.pyramid_scales)
-        totals: list[float] = []
-        for step in range(steps):
-            warmup = min(1.0, (step + 1) / config.warmup_steps) if level_index == 0 else 1.0
-            _set_learning_rates(optimizer, config, step / max(steps - 1, 1), warmup)
-            refresh = config.outlier_threshold is not None and step % config.outlier_every == 0
-            with_feat = use_identity and step % config.identity_every == 0
-            terms = _loss_terms(face_model, params, targets, level, config,
-                                identity if with_feat else None, refresh)
-            per_image = L.total_loss(terms, config.weights)
-            loss = per_image.sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            totals.append(float(per_image.detach().mean()))
-            result.history.append(_history_row(level_index, scale, terms, config, totals[-1]))
-            bar.update(1)
-            if _converged(totals, config.stop_window, config.stop_rel_tol):
-                break
-        result.iterations.append(len(totals))
+        per_image = _fit_level(face_model, params, targets, level, level_index, steps, optimizer,
+                               config, identity, result, bar)
     bar.close()
     result.coeffs = params.coeffs().map(lambda t: t.detach().clone())
     result.final_loss = None if per_image is None else per_image.detach()
