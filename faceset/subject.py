@@ -47,6 +47,7 @@ class SubjectOptions:
     iterations: total fitting steps over the pyramid (None: FitConfig's default schedule);
     fit: the fitting configuration; aggregation: how the identity is fused;
     identity_encoder: "none", "dlib" or "arcface" (adds the SPEC 5 identity term);
+    identity_weights: the ArcFace backbone.pth (default $FACESET_ARCFACE);
     resume: start from ``<out>/<stem>.mat`` where present (``faceset fit`` refines)."""
 
     reconstruct: ReconstructOptions = field(default_factory=ReconstructOptions)
@@ -54,6 +55,7 @@ class SubjectOptions:
     fit: FitConfig = field(default_factory=FitConfig)
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
     identity_encoder: str = "none"
+    identity_weights: Optional[Path] = None
     resume: bool = False
     show_progress: bool = True
 
@@ -159,7 +161,8 @@ def _encoder(options: SubjectOptions, device: torch.device):
     if options.identity_encoder == "none":
         return None
     from recon.identity import load_identity_encoder
-    return load_identity_encoder(options.identity_encoder, device=device)
+    weights = options.identity_weights if options.identity_encoder == "arcface" else None
+    return load_identity_encoder(options.identity_encoder, weights=weights, device=device)
 
 
 def refine_folder(photo_dir: str | Path, out_dir: str | Path, options: SubjectOptions,
@@ -362,6 +365,7 @@ def options_from_args(args) -> SubjectOptions:
     from faceset.commands.reconstruct import options_from_args as reconstruct_options
     return SubjectOptions(reconstruct=reconstruct_options(args), iterations=getattr(args, "iters", None),
                           identity_encoder=getattr(args, "identity", "none"),
+                          identity_weights=getattr(args, "arcface", None),
                           resume=getattr(args, "resume", False))
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from faceset.commands.reconstruct import add_model_options
+    from faceset.commands.reconstruct import add_fit_options, add_model_options
 
     parser = subparsers.add_parser(
         "fit", help="refine reconstructions by analysis-by-synthesis (per photo or per subject)",
@@ -21,12 +21,9 @@ def register(subparsers) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--subject", action="store_true",
                         help="all photos show one person: fit one shared identity and albedo")
-    parser.add_argument("--iters", type=int, default=None,
-                        help="total fitting steps over the pyramid levels (default 130)")
-    parser.add_argument("--identity", default="none", choices=("none", "dlib", "arcface"),
-                        help="add the identity-feature loss with this face-recognition network")
     parser.add_argument("--resume", action="store_true",
                         help="start from OUT/<stem>.mat where it exists")
+    add_fit_options(parser)
     add_model_options(parser)
     parser.set_defaults(func=run)
 

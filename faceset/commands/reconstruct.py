@@ -24,6 +24,17 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="redo photos whose outputs exist")
 
 
+def add_fit_options(parser: argparse.ArgumentParser) -> None:
+    """Options of the analysis-by-synthesis fit (``--subject`` and ``faceset fit``)."""
+    parser.add_argument("--iters", type=int, default=None,
+                        help="total fitting steps over the pyramid levels (default 130)")
+    parser.add_argument("--identity", default="none", choices=("none", "dlib", "arcface"),
+                        help="add the identity-feature loss with this face-recognition network")
+    parser.add_argument("--arcface", type=Path, default=None,
+                        help="insightface backbone.pth for --identity arcface "
+                             "(default: $FACESET_ARCFACE)")
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "reconstruct", help="reconstruct every photo of a folder",
@@ -35,7 +46,7 @@ def register(subparsers) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--subject", action="store_true",
                         help="all photos show one person: aggregate and fit one identity")
-    parser.add_argument("--iters", type=int, default=None, help="fitting iterations (with --subject)")
+    add_fit_options(parser)
     add_model_options(parser)
     parser.set_defaults(func=run)
 
