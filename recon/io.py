@@ -33,6 +33,11 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
             os.remove(tmp)
 
 
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write UTF-8 text to ``path`` atomically (see ``write_atomic``)."""
+    write_atomic(path, text.encode("utf-8"))
+
+
 def quantise_colors(colors: np.ndarray) -> np.ndarray:
     """Float colours (N, 3), nominally [0, 1] -> uint8 after clipping (as the original)."""
     return np.clip(np.asarray(colors, dtype=np.float64) * 255.0, 0, 255).astype(np.uint8)

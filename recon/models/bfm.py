@@ -9,8 +9,8 @@ the original PyTorch code used it against the full mesh, which distorts the mask
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ import scipy.io
 import torch
 
 from ..constants import BFM_EXP_DIM, BFM_ID_DIM, BFM_TEX_DIM, BFM_UNIT_DIVISOR
+from ..io import write_atomic
 from ..morphable import MorphableModel
 
 FRONT_MODEL_FILE = "BFM_model_front.mat"
@@ -119,15 +120,9 @@ def convert_bfm09(folder: str | os.PathLike, out_path: str | os.PathLike | None 
 
 
 def _savemat_atomic(path: Path, data: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        scipy.io.savemat(tmp, data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, data)
+    write_atomic(path, buffer.getvalue())
 
 
 def load_bfm_front(path: str | os.PathLike) -> MorphableModel:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -28,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from recon import constants as C
+from recon.io import write_text_atomic
 from recon.standard_landmarks import five_point_template
 
 TRANSFORM_FORMAT = "faceset.crop_transform/1"  # tag of the crop-to-photo JSON file
@@ -160,7 +160,7 @@ class CropTransform:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``to_json`` atomically."""
-        _write_text_atomic(Path(path), self.to_json())
+        write_text_atomic(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "CropTransform":
@@ -323,16 +323,3 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
             return image.convert("RGB")
     except (OSError, ValueError) as error:
         raise ValueError(f"{path}: cannot read image ({error})") from None
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temp_name, path)
-    except BaseException:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
-        raise

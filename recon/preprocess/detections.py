@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from recon.io import write_text_atomic
 
 NUM_DETECTION_POINTS = 5  # eyeL, eyeR, nose, mouthL, mouthR
 
@@ -88,15 +89,4 @@ def format_detections(points: np.ndarray) -> str:
 
 def write_detections(path: str | os.PathLike, points: np.ndarray) -> None:
     """Write (K, 2) y-down points atomically (temp file in the same folder, then replace)."""
-    path = Path(path)
-    text = format_detections(points)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temp_name, path)
-    except BaseException:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
-        raise
+    write_text_atomic(path, format_detections(points))
