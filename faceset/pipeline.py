@@ -1,7 +1,8 @@
 """The per-image ``reconstruct`` job: photos in, the original's outputs (and more) out.
 
 For every ``*.jpg|*.jpeg|*.png`` of a folder: 5 alignment points (``detections/<stem>.txt``
-when present, else dlib), the 224 crop, 68 landmarks (dlib), coefficients (R-Net with a
+when present, else from ``landmarks/<stem>.txt``, else dlib), the 224 crop, 68 landmarks
+(``landmarks/<stem>.txt`` when present, else dlib), coefficients (R-Net with a
 checkpoint, else the landmark initialiser + least-squares lighting), then per image:
 
 - ``<stem>.obj``  posed world-space mesh with clipped lit vertex colours (SPEC 8)
@@ -16,7 +17,6 @@ whose outputs all exist unless ``overwrite``.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -26,11 +26,11 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from recon import constants as C
 from recon.face_model import FaceModel
 from recon.io import write_atomic, write_coeffs_mat, write_obj
 from recon.landmark_fit import estimate_lighting, fit_landmarks
 from recon.preprocess.align import CropTransform, align_face, open_rgb
+from recon.preprocess.detect import five_points_from_68
 from recon.preprocess.detections import detection_path_for, read_detections
 from recon.types import Coeffs, FaceGeometry
 
@@ -130,22 +130,46 @@ class PhotoPreparer:
 
     def prepare(self, path: Path) -> PreparedPhoto:
         image = open_rgb(path)
+        landmark_file = landmark_path_for(path)
+        landmarks68 = read_landmarks68(landmark_file) if landmark_file.is_file() else None
         detection_file = detection_path_for(path)
         if detection_file.is_file():
-            five = read_detections(detection_file)
-            landmarks68 = self.detector.landmarks68_from_five(image, five)
-            source = "detections file"
+            five, source = read_detections(detection_file), "detections file"
+        elif landmarks68 is not None:
+            five, source = five_points_from_68(landmarks68), "landmark file"
         else:
-            faces = self.detector.detect_faces(image)
-            if len(faces) <= self.face_index:
-                raise ValueError(f"{path}: {len(faces)} face(s) found, face {self.face_index} asked "
-                                 f"for (and no {detection_file.name} in {detection_file.parent})")
-            face = faces[self.face_index]
-            five, landmarks68, source = face.five_points, face.landmarks68, "dlib"
+            five, landmarks68 = self._detect(image, path, detection_file)
+            source = "dlib"
+        if landmarks68 is None:
+            landmarks68 = self.detector.landmarks68_from_five(image, five)
         aligned = align_face(image, five)
         return PreparedPhoto(path=path, crop=aligned.image, transform=aligned.transform,
                              five_points=aligned.landmarks,
                              landmarks68=aligned.transform.to_crop(landmarks68), source=source)
+
+    def _detect(self, image, path: Path, detection_file: Path):
+        faces = self.detector.detect_faces(image)
+        if len(faces) <= self.face_index:
+            raise ValueError(f"{path}: {len(faces)} face(s) found, face {self.face_index} asked "
+                             f"for (and no {detection_file.name} in {detection_file.parent})")
+        face = faces[self.face_index]
+        return face.five_points, face.landmarks68
+
+
+def landmark_path_for(photo: Path) -> Path:
+    """``<folder>/landmarks/<stem>.txt``: optional 68 landmarks (``x y`` lines, y-down)."""
+    return photo.parent / "landmarks" / f"{photo.stem}.txt"
+
+
+def read_landmarks68(path: Path) -> np.ndarray:
+    """(68, 2) y-down photo pixels from a landmark file, one clear error if malformed."""
+    try:
+        points = np.loadtxt(path, dtype=np.float64)
+    except ValueError as err:
+        raise ValueError(f"{path}: not a 68 x 2 landmark file ({err})") from err
+    if points.shape != (68, 2):
+        raise ValueError(f"{path}: expected 68 lines of 'x y', got shape {points.shape}")
+    return points
 
 
 class Reconstructor:

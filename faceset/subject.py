@@ -34,10 +34,8 @@ from faceset.pipeline import (PhotoPreparer, PreparedPhoto, ReconstructOptions, 
                               write_png)
 from fitting import FitConfig, FitResult, FitTargets, fit_images, fit_subject
 from recon.io import obj_text, read_coeffs_mat, write_atomic, write_coeffs_mat
-from recon.standard_landmarks import five_point_template
 from recon.types import Coeffs
 
-LANDMARK_FOLDER = "landmarks"   # optional <photo dir>/landmarks/<stem>.txt: 68 x y, y-down px
 TEXTURE_SIZE = 512
 
 
@@ -75,34 +73,6 @@ class SubjectReconstruction:
     outputs: dict[str, Path] = field(default_factory=dict)
 
 
-def _landmark_file(path: Path) -> Path:
-    return path.parent / LANDMARK_FOLDER / f"{path.stem}.txt"
-
-
-def _read_landmarks(path: Path) -> np.ndarray:
-    """68 y-down photo-pixel landmarks from a ``landmarks/<stem>.txt`` file."""
-    try:
-        points = np.loadtxt(path, dtype=np.float64)
-    except ValueError as err:
-        raise ValueError(f"{path}: not a 68 x 2 landmark file ({err})") from err
-    if points.shape != (68, 2):
-        raise ValueError(f"{path}: expected 68 lines of 'x y', got shape {points.shape}")
-    return points
-
-
-def _prepare_with_landmarks(path: Path) -> PreparedPhoto:
-    """A photo with a 68-landmark file: align on the 5 points derived from them (no dlib)."""
-    from recon.preprocess.align import align_face, open_rgb
-    from recon.preprocess.detections import detection_path_for, read_detections
-    landmarks = _read_landmarks(_landmark_file(path))
-    detection = detection_path_for(path)
-    five = read_detections(detection) if detection.is_file() else five_point_template(landmarks)
-    aligned = align_face(open_rgb(path), five)
-    return PreparedPhoto(path=path, crop=aligned.image, transform=aligned.transform,
-                         five_points=aligned.landmarks,
-                         landmarks68=aligned.transform.to_crop(landmarks), source="landmark file")
-
-
 def prepare_photos(photo_dir: Path, options: SubjectOptions) -> tuple[list[PreparedPhoto], dict[str, str]]:
     """Aligned crops and 68 crop landmarks of every photo; failures are collected.
 
@@ -113,13 +83,7 @@ def prepare_photos(photo_dir: Path, options: SubjectOptions) -> tuple[list[Prepa
     prepared, failed = [], {}
     for path in discover_photos(Path(photo_dir)):
         try:
-            if _landmark_file(path).is_file():
-                photo = _prepare_with_landmarks(path)
-            else:
-                photo = preparer.prepare(path)
-            if photo.landmarks68 is None:
-                raise ValueError(f"{path}: no 68 landmarks")
-            prepared.append(photo)
+            prepared.append(preparer.prepare(path))
         except (ValueError, OSError) as err:
             failed[path.name] = str(err)
     return prepared, failed
@@ -243,7 +207,7 @@ def write_subject_mesh(out_dir: Path, name: str, fused: Coeffs, face_model) -> d
     uvs = None if face_model.uvs is None else face_model.uvs.cpu().numpy()
     outputs = {}
     text = obj_text(vertices, triangles, albedo, uvs,
-                    header=f"faceset subject: neutral canonical shape, albedo colours, model units (dm)")
+                    header="faceset subject: neutral canonical shape, albedo colours, model units (dm)")
     if uvs is not None:
         texture = bake_texture(face_model, geometry.albedo[0], TEXTURE_SIZE)
         write_png(out_dir / f"{name}_texture.png", texture)

@@ -6,7 +6,6 @@ import shutil
 import numpy as np
 import pytest
 import scipy.io
-import torch
 
 from recon.models.bfm import (FRONT_MODEL_KEYS, convert_bfm09, load_bfm, load_bfm_front,
                               read_exp_pca)

@@ -1,6 +1,5 @@
 """The per-image reconstruct job end to end, on real photos, with the embedded model."""
 
-import json
 import shutil
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from faceset.cli import COMMANDS, build_parser
+from faceset.cli import build_parser
 from faceset.pipeline import ReconstructOptions, output_paths, reconstruct_folder
 from recon.io import read_obj
 from recon.preprocess.align import CropTransform

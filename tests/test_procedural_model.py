@@ -51,7 +51,7 @@ def test_builds_deterministically_and_seed_only_changes_random_modes():
 
 def test_fields_shapes_dtypes_and_index_ranges(model):
     model.validate()
-    n, f = model.n_vertices, model.n_triangles
+    n = model.n_vertices
     assert 8_000 <= n <= 12_000
     for name in ("mean_shape", "id_basis", "exp_basis", "mean_albedo", "tex_basis", "uvs"):
         assert getattr(model, name).dtype == torch.float32, name
