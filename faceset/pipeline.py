@@ -50,6 +50,7 @@ class ReconstructOptions:
     backend: str = "auto"               # renderer backend
     arch: str = "resnet50"
     face_index: int = 0                 # with several faces: 0 = the largest, 1 = next...
+    detector: str = "dlib"              # or "insightface" (optional extra, downloads models)
 
 
 @dataclass
@@ -117,9 +118,14 @@ def output_paths(out_dir: Path, stem: str) -> list[Path]:
 class PhotoPreparer:
     """Detection file or dlib -> aligned crop and 68 landmarks. dlib loads on first need."""
 
-    def __init__(self, face_index: int = 0):
+    def __init__(self, face_index: int = 0, detector: str = "dlib", device: str = "cpu"):
+        if detector not in ("dlib", "insightface"):
+            raise ValueError(f"unknown face detector {detector!r}: choose dlib or insightface")
         self.face_index = face_index
+        self.detector_name = detector
+        self.device = device
         self._detector = None
+        self._face_detector = None
 
     @property
     def detector(self):
@@ -127,6 +133,16 @@ class PhotoPreparer:
             from recon.preprocess.detect import LandmarkDetector
             self._detector = LandmarkDetector()
         return self._detector
+
+    @property
+    def face_detector(self):
+        """dlib's detector, or insightface's when asked for (imported only then)."""
+        if self.detector_name == "dlib":
+            return self.detector
+        if self._face_detector is None:
+            from recon.preprocess.insightface_detect import InsightFaceConfig, InsightFaceDetector
+            self._face_detector = InsightFaceDetector(InsightFaceConfig(device=self.device))
+        return self._face_detector
 
     def prepare(self, path: Path) -> PreparedPhoto:
         image = open_rgb(path)
@@ -148,7 +164,7 @@ class PhotoPreparer:
                              landmarks68=aligned.transform.to_crop(landmarks68), source=source)
 
     def _detect(self, image, path: Path, detection_file: Path):
-        faces = self.detector.detect_faces(image)
+        faces = self.face_detector.detect_faces(image)
         if len(faces) <= self.face_index:
             raise ValueError(f"{path}: {len(faces)} face(s) found, face {self.face_index} asked "
                              f"for (and no {detection_file.name} in {detection_file.parent})")
@@ -276,7 +292,7 @@ def reconstruct_folder(photo_dir: Path, out_dir: Path, options: ReconstructOptio
         return report
     out_dir.mkdir(parents=True, exist_ok=True)
     reconstructor = Reconstructor(options)
-    preparer = PhotoPreparer(options.face_index)
+    preparer = PhotoPreparer(options.face_index, options.detector, str(reconstructor.device))
     progress = tqdm(total=len(todo), desc="reconstruct", unit="photo", disable=not show_progress)
     for start in range(0, len(todo), options.batch_size):
         prepared = []

@@ -79,7 +79,7 @@ def prepare_photos(photo_dir: Path, options: SubjectOptions) -> tuple[list[Prepa
     A ``landmarks/<stem>.txt`` file next to the photo (68 lines ``x y``, y-down photo
     pixels, e.g. from ``faceset synth`` or another detector) replaces dlib's landmarks.
     """
-    preparer = PhotoPreparer(options.reconstruct.face_index)
+    preparer = PhotoPreparer(options.reconstruct.face_index, options.reconstruct.detector)
     prepared, failed = [], {}
     for path in discover_photos(Path(photo_dir)):
         try:

@@ -113,3 +113,17 @@ def test_checkpoint_path_writes_the_network_coefficients(photo_dir, tmp_path):
     mat = scipy.io.loadmat(out / "000002.mat")
     for group in ("id", "exp", "tex", "angle", "gamma", "trans"):
         np.testing.assert_allclose(mat[group][0], getattr(expected, group)[0].numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_insightface_detector_is_optional(photo_dir, tmp_path):
+    """Asking for the insightface detector without the extra gives one clear message."""
+    import importlib.util
+
+    from faceset.pipeline import PhotoPreparer
+    if importlib.util.find_spec("insightface") is not None:
+        pytest.skip("insightface is installed here")
+    preparer = PhotoPreparer(detector="insightface")
+    with pytest.raises(ImportError, match="faceset\\[insightface\\]"):
+        preparer.face_detector
+    with pytest.raises(ValueError, match="unknown face detector"):
+        PhotoPreparer(detector="mtcnn")

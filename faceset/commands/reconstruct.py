@@ -21,6 +21,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="rasterizer backend (default: nvdiffrast on CUDA when installed, else torch)")
     parser.add_argument("--face", type=int, default=0, dest="face_index",
                         help="with several faces in a photo: 0 = the largest (default), 1 = the next...")
+    parser.add_argument("--detector", default="dlib", choices=("dlib", "insightface"),
+                        help="face detector for photos without a detection file: dlib (default, "
+                             "offline) or insightface (extra; downloads its models at first use)")
     parser.add_argument("--overwrite", action="store_true", help="redo photos whose outputs exist")
 
 
@@ -55,7 +58,8 @@ def options_from_args(args):
     from faceset.pipeline import ReconstructOptions
     return ReconstructOptions(checkpoint=args.checkpoint, bfm=args.bfm, device=args.device,
                               batch_size=args.batch_size, overwrite=args.overwrite,
-                              backend=args.renderer, face_index=args.face_index)
+                              backend=args.renderer, face_index=args.face_index,
+                              detector=args.detector)
 
 
 def run(args) -> int:
