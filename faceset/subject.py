@@ -46,6 +46,7 @@ class SubjectOptions:
     fit: the fitting configuration; aggregation: how the identity is fused;
     identity_encoder: "none", "dlib" or "arcface" (adds the SPEC 5 identity term);
     identity_weights: the ArcFace backbone.pth (default $FACESET_ARCFACE);
+    lpips: add LPIPS (render over photo vs photo) before / after to the fit report;
     resume: start from ``<out>/<stem>.mat`` where present (``faceset fit`` refines)."""
 
     reconstruct: ReconstructOptions = field(default_factory=ReconstructOptions)
@@ -54,6 +55,7 @@ class SubjectOptions:
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
     identity_encoder: str = "none"
     identity_weights: Optional[Path] = None
+    lpips: bool = False
     resume: bool = False
     show_progress: bool = True
 
@@ -136,6 +138,8 @@ def refine_folder(photo_dir: str | Path, out_dir: str | Path, options: SubjectOp
     joint: True fits one shared identity and albedo (the subject job); False fits every
     photo independently (``faceset fit`` without ``--subject``).
     """
+    if options.lpips:
+        import_lpips()  # fail before fitting, not after
     out_dir = Path(out_dir)
     photos, failed = prepare_photos(Path(photo_dir), options)
     if not photos:
@@ -160,7 +164,7 @@ def refine_folder(photo_dir: str | Path, out_dir: str | Path, options: SubjectOp
                                                   options.aggregation), face_model.coeff_sizes)
     recon = SubjectReconstruction(stems=[p.stem for p in photos], failed=failed, initial=initial,
                                   fitted=result.coeffs, fused=fused, fit=result)
-    write_outputs(out_dir, recon, photos, reconstructor, joint)
+    write_outputs(out_dir, recon, photos, reconstructor, joint, lpips=options.lpips)
     return recon
 
 
@@ -180,7 +184,7 @@ def reconstruct_subject(photo_dir: str | Path, out_dir: str | Path,
 
 @torch.no_grad()
 def write_outputs(out_dir: Path, recon: SubjectReconstruction, photos: list[PreparedPhoto],
-                  reconstructor: Reconstructor, joint: bool) -> None:
+                  reconstructor: Reconstructor, joint: bool, lpips: bool = False) -> None:
     face_model = reconstructor.face_model
     fitted = recon.fitted
     geometry = face_model.compute(fitted)
@@ -195,7 +199,7 @@ def write_outputs(out_dir: Path, recon: SubjectReconstruction, photos: list[Prep
     recon.outputs.update(write_subject_mesh(out_dir, name, recon.fused, face_model))
     write_coeffs_mat(out_dir / f"{name}.mat", recon.fused.to_numpy_dict())
     recon.outputs[f"{name}.mat"] = out_dir / f"{name}.mat"
-    recon.outputs.update(write_report(out_dir, recon, photos, reconstructor, render))
+    recon.outputs.update(write_report(out_dir, recon, photos, reconstructor, render, lpips))
 
 
 def write_subject_mesh(out_dir: Path, name: str, fused: Coeffs, face_model) -> dict[str, Path]:
@@ -258,8 +262,8 @@ def _landmark_rmse(face_model, coeffs: Coeffs, landmarks: torch.Tensor) -> list[
 
 
 def write_report(out_dir: Path, recon: SubjectReconstruction, photos: list[PreparedPhoto],
-                 reconstructor: Reconstructor, fitted_render) -> dict[str, Path]:
-    """fit_report.json, fit_losses.png and fit_overlays.png."""
+                 reconstructor: Reconstructor, fitted_render, lpips: bool = False) -> dict[str, Path]:
+    """fit_report.json, fit_losses.png and fit_overlays.png (LPIPS in the report if asked)."""
     face_model = reconstructor.face_model
     landmarks = torch.tensor(np.stack([p.landmarks68 for p in photos]), dtype=torch.float32,
                              device=reconstructor.device)
@@ -274,11 +278,34 @@ def write_report(out_dir: Path, recon: SubjectReconstruction, photos: list[Prepa
     paths = {"fit_report.json": out_dir / "fit_report.json",
              "fit_losses.png": out_dir / "fit_losses.png",
              "fit_overlays.png": out_dir / "fit_overlays.png"}
+    initial_render = reconstructor.render(face_model.compute(recon.initial))
+    if lpips:
+        report["lpips_before"] = perceptual_distances(photos, initial_render, reconstructor.device)
+        report["lpips_after"] = perceptual_distances(photos, fitted_render, reconstructor.device)
     write_atomic(paths["fit_report.json"], json.dumps(report, indent=1).encode())
     write_atomic(paths["fit_losses.png"], loss_plot_png(recon.fit.history))
-    initial_render = reconstructor.render(face_model.compute(recon.initial))
     write_png(paths["fit_overlays.png"], overlay_grid(photos, initial_render, fitted_render))
     return paths
+
+
+def import_lpips():
+    try:
+        import lpips
+    except ImportError as err:
+        raise ImportError("--lpips needs the 'lpips' extra: pip install \"faceset[lpips]\"") from err
+    return lpips
+
+
+@torch.no_grad()
+def perceptual_distances(photos: list[PreparedPhoto], render, device: torch.device) -> list[float]:
+    """LPIPS (AlexNet) between each crop with the render pasted over it and the crop itself.
+
+    Needs the ``lpips`` extra, which fetches torchvision's AlexNet weights at first use.
+    """
+    metric = import_lpips().LPIPS(net="alex", verbose=False).to(device).eval()
+    target = torch.stack([p.crop_tensor() for p in photos]).to(device)
+    overlay = render.image * render.mask + target * (1 - render.mask)
+    return metric(overlay * 2 - 1, target * 2 - 1).flatten().cpu().tolist()
 
 
 def loss_plot_png(history: list[dict]) -> bytes:
@@ -330,6 +357,7 @@ def options_from_args(args) -> SubjectOptions:
     return SubjectOptions(reconstruct=reconstruct_options(args), iterations=getattr(args, "iters", None),
                           identity_encoder=getattr(args, "identity", "none"),
                           identity_weights=getattr(args, "arcface", None),
+                          lpips=getattr(args, "lpips", False),
                           resume=getattr(args, "resume", False))
 
 

@@ -79,3 +79,13 @@ def test_fit_command_per_image_and_resume(photo_set, tmp_path):
     assert report["failed"].keys() == {"zz_noface.png"}
     np.testing.assert_allclose(report["landmark_rmse_px_before"], first_report["landmark_rmse_px_after"],
                                atol=1e-3)
+
+
+def test_lpips_without_the_extra_fails_before_fitting(tmp_path):
+    import importlib.util
+
+    from faceset.subject import SubjectOptions, refine_folder
+    if importlib.util.find_spec("lpips") is not None:
+        pytest.skip("lpips is installed here")
+    with pytest.raises(ImportError, match="faceset\\[lpips\\]"):
+        refine_folder(tmp_path, tmp_path / "out", SubjectOptions(lpips=True), joint=True)
