@@ -9,6 +9,8 @@ checkpoint, else the landmark initialiser + least-squares lighting), then per im
 - ``<stem>.mat``  id, exp, tex, angle, gamma, trans (float32 (1, K)) and lm68 (crop, y-down)
 - ``<stem>.png``  aligned input | render overlay | landmarks (224 x 672)
 - ``<stem>_canonical.obj``  unposed, neutral-expression shape with albedo colours
+- ``<stem>_canonical_lmk7.npy``  its 7 NoW landmarks (7, 3), model units: with the
+  canonical mesh, a drop-in NoW prediction
 - ``<stem>_transform.json`` the crop <-> photo transform
 
 A photo that fails is reported at the end and the rest are done; a re-run skips photos
@@ -26,6 +28,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from recon import constants as C
 from recon.face_model import FaceModel
 from recon.io import write_atomic, write_coeffs_mat, write_obj
 from recon.landmark_fit import estimate_lighting, fit_landmarks
@@ -35,7 +38,7 @@ from recon.preprocess.detections import detection_path_for, read_detections
 from recon.types import Coeffs, FaceGeometry
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
-OUTPUT_SUFFIXES = (".obj", ".mat", "_canonical.obj", "_transform.json", ".png")
+OUTPUT_SUFFIXES = (".obj", ".mat", "_canonical.obj", "_canonical_lmk7.npy", "_transform.json", ".png")
 DETECTION_COLOR = (0, 0, 255)     # the original draws the input 5 points in blue
 LANDMARK_COLOR = (255, 0, 0)      # and the predicted 68 in red
 
@@ -259,9 +262,18 @@ def write_photo_outputs(out_dir: Path, photo: PreparedPhoto, coeffs: Coeffs,
               canonical.albedo[0].cpu().numpy(),
               uvs=None if face_model.uvs is None else face_model.uvs.cpu().numpy(),
               header="canonical (unposed, neutral expression), albedo colours")
+    lmk7 = canonical.canonical[0, face_model.landmark_ids[list(C.NOW_FROM_IBUG68)]]
+    write_atomic(out_dir / f"{stem}_canonical_lmk7.npy", npy_bytes(lmk7.cpu().numpy()))
     photo.transform.save(out_dir / f"{stem}_transform.json")
     strip = panel_image(photo, render.image[0], render.mask[0], landmarks)
     write_png(out_dir / f"{stem}.png", strip)
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    import io
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
 
 
 def write_png(path: Path, array: np.ndarray) -> None:

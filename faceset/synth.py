@@ -31,6 +31,7 @@ import torch
 from PIL import Image
 
 from recon import constants as C
+from recon.constants import NOW_FROM_IBUG68
 from recon.face_model import FaceModel, rotation_matrix, shade, vertex_normals
 from recon.io import write_atomic, write_coeffs_mat, write_obj
 from recon.morphable import MorphableModel
@@ -38,10 +39,6 @@ from recon.preprocess.detections import write_detections
 from recon.standard_landmarks import five_point_template
 from recon.types import Camera, Coeffs, FaceGeometry
 
-# NoW's 7 landmarks as iBUG 68 indices (0-based): right-eye outer, right-eye inner,
-# left-eye inner, left-eye outer, subnasale, right mouth corner, left mouth corner
-# (the subject's right = image left).
-NOW_FROM_IBUG68 = (36, 39, 42, 45, 33, 48, 54)
 SUPERSAMPLE = 2  # render at 2x and area-average: antialiased edges like a camera's
 
 

@@ -62,6 +62,11 @@ ARCFACE_TEMPLATE_112 = (
     (41.5493, 92.3655), (70.7299, 92.2041),
 )
 
+# NoW benchmark's 7 landmarks as iBUG 68 indices (0-based): right-eye outer, right-eye inner,
+# left-eye inner, left-eye outer, subnasale, right mouth corner, left mouth corner
+# (the subject's right = image left).
+NOW_FROM_IBUG68 = (36, 39, 42, 45, 33, 48, 54)
+
 # Horizontal flip permutation of the 68 iBUG landmarks (new[i] = old[perm[i]]) [SPEC App. C].
 FLIP_PERM_68 = (
     16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 26, 25, 24, 23, 22, 21, 20, 19,

@@ -55,6 +55,21 @@ def test_outputs_have_the_original_formats(first_run):
     CropTransform.load(out / "000002_transform.json")
 
 
+def test_canonical_outputs_are_a_drop_in_now_prediction(first_run):
+    """The canonical mesh + its 7 landmarks score ~0 mm against itself scaled to mm as a
+    NoW scan, through the evaluation suite's own readers and protocol."""
+    from evaluation.meshio import read_mesh
+    from evaluation.now import evaluate_now_image
+    out, _ = first_run
+    prediction = read_mesh(out / "000002_canonical.obj")
+    lmk7 = np.load(out / "000002_canonical_lmk7.npy")
+    assert lmk7.shape == (7, 3)
+    scan = read_mesh(out / "000002_canonical.obj")
+    scan.vertices = scan.vertices * 100.0  # decimetres -> mm, as a scan
+    result = evaluate_now_image(scan, lmk7 * 100.0, prediction, lmk7)
+    assert np.median(result.distances) < 1e-3
+
+
 def test_predicted_landmarks_follow_the_photo(first_run, photo_dir):
     """The fitted face's eye and mouth landmarks land near the given 5 points."""
     out, _ = first_run
