@@ -18,7 +18,8 @@ Each mesh is scored against the subject's ground-truth scan (mm) with
 refinement, scan-to-mesh distances); the statistics pool all scan vertices of all photos
 (a fused mesh counts once per photo, so every method is pooled over the same photos).
 The 68 landmarks are the generator's true ones plus Gaussian noise (``--landmark-noise``
-crop pixels) to stand in for a detector. Writes a markdown table to ``--out``.
+crop pixels) to stand in for a detector. Writes a markdown table to ``--out`` and, with
+``--per-photo-csv``, one row per photo (true yaw / pitch, occluder, per-photo medians).
 
     python benchmarks/fit_eval.py --subjects 2 --images 8 --out benchmarks/results/fit_eval.md
 """
