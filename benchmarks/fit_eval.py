@@ -91,7 +91,7 @@ def noisy_targets(photos, sigma: float, seed: int, device) -> FitTargets:
 
 
 def evaluate_subject(data: Path, subject: str, reconstructor: Reconstructor, config: FitConfig,
-                     noise: float, seed: int) -> dict:
+                     noise: float, seed: int, encoder=None) -> dict:
     """All methods' per-photo NoW distances and the fit times for one subject."""
     face_model = reconstructor.face_model
     photos, failed = prepare_photos(data / subject / "images", SubjectOptions())
@@ -103,13 +103,13 @@ def evaluate_subject(data: Path, subject: str, reconstructor: Reconstructor, con
     init = Coeffs.cat([reconstructor.coefficients([p]) for p in photos])
     timings = {}
     start = time.perf_counter()
-    per_image = fit_images(face_model, targets, init, config)
+    per_image = fit_images(face_model, targets, init, config, encoder)
     timings["per-image fit"] = time.perf_counter() - start
     confidence = aggregate_identity(face_model, init, targets.landmarks, AggregationConfig("confidence"))
     joint_start = init.replace(id=confidence.id.expand_as(init.id).clone(),
                                tex=confidence.tex.expand_as(init.tex).clone())
     start = time.perf_counter()
-    joint = fit_subject(face_model, targets, joint_start, config)
+    joint = fit_subject(face_model, targets, joint_start, config, encoder)
     timings["joint subject fit"] = time.perf_counter() - start
     count = len(photos)
     ids = {
@@ -213,6 +213,8 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None, help="markdown file to write")
+    parser.add_argument("--identity", default="none", choices=("none", "dlib"),
+                        help="add the identity-feature term (dlib's network) to both fits")
     parser.add_argument("--per-photo-csv", type=Path, default=None,
                         help="CSV of each photo's pose, occluder and per-photo medians")
     args = parser.parse_args(argv)
@@ -227,10 +229,14 @@ def main(argv=None) -> int:
         subjects = sorted(json.loads((data / "synth.json").read_text())["subjects"])[:args.subjects]
         reconstructor = Reconstructor(ReconstructOptions(device=args.device))
         config = FitConfig() if args.iters is None else FitConfig().with_total_iterations(args.iters)
+        encoder = None
+        if args.identity != "none":
+            from recon.identity import load_identity_encoder
+            encoder = load_identity_encoder(args.identity, device=reconstructor.device)
         results = {}
         for index, subject in enumerate(subjects):
             results[subject] = evaluate_subject(data, subject, reconstructor, config,
-                                                args.landmark_noise, args.seed + index)
+                                                args.landmark_noise, args.seed + index, encoder)
             print(subject, {k: f"{v:.1f}s" for k, v in results[subject]["timings"].items()}, flush=True)
     text = table(results, args, time.perf_counter() - started)
     if args.per_photo_csv:
