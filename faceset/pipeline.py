@@ -14,11 +14,13 @@ checkpoint, else the landmark initialiser + least-squares lighting), then per im
 - ``<stem>_transform.json`` the crop <-> photo transform
 
 A photo that fails is reported at the end and the rest are done; a re-run skips photos
-whose outputs all exist unless ``overwrite``.
+whose outputs all exist unless ``overwrite``. Under torchrun each process takes its share
+of the photos (``this_process_share``) and its local GPU.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -90,11 +92,24 @@ class RunReport:
 
 
 def resolve_device(name: str) -> torch.device:
+    """cpu / cuda / auto; under torchrun a plain "cuda" means this process's local GPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda asked for, but torch sees no CUDA device")
+    if name == "cuda" and "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     return torch.device(name)
+
+
+def this_process_share(photos: list[Path]) -> list[Path]:
+    """The photos this process handles: all of them, or every WORLD_SIZE-th one from RANK
+    when launched by torchrun (``torchrun --nproc-per-node N -m faceset reconstruct ...``).
+    The photos are independent and write separate files, so the ranks need no communication."""
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if not 0 <= rank < world:
+        raise ValueError(f"RANK={rank} is outside WORLD_SIZE={world}")
+    return photos[rank::world]
 
 
 def load_face_model(bfm: Optional[Path], device: torch.device) -> FaceModel:
@@ -292,7 +307,7 @@ def neutral_coeffs(coeffs: Coeffs) -> Coeffs:
 def reconstruct_folder(photo_dir: Path, out_dir: Path, options: ReconstructOptions,
                        show_progress: bool = True) -> RunReport:
     """Run the per-image job over a folder; see the module docstring."""
-    photos = discover_photos(photo_dir)
+    photos = this_process_share(discover_photos(photo_dir))
     report = RunReport()
     todo = []
     for path in photos:

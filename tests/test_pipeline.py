@@ -142,3 +142,20 @@ def test_insightface_detector_is_optional(photo_dir, tmp_path):
         preparer.face_detector
     with pytest.raises(ValueError, match="unknown face detector"):
         PhotoPreparer(detector="mtcnn")
+
+
+def test_torchrun_ranks_share_the_photos(monkeypatch, tmp_path):
+    from faceset.pipeline import this_process_share
+    photos = [tmp_path / f"{i}.jpg" for i in range(5)]
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    shares = []
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        shares.append(this_process_share(photos))
+    assert shares == [photos[0::2], photos[1::2]]
+    monkeypatch.setenv("RANK", "2")
+    with pytest.raises(ValueError, match="outside WORLD_SIZE"):
+        this_process_share(photos)
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    assert this_process_share(photos) == photos
