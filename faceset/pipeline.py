@@ -66,7 +66,7 @@ class PreparedPhoto:
     crop: np.ndarray                       # (224, 224, 3) uint8 RGB
     transform: CropTransform
     five_points: np.ndarray                # (5, 2) the alignment points
-    landmarks68: Optional[np.ndarray]      # (68, 2) dlib's, None when unavailable
+    landmarks68: Optional[np.ndarray]      # (68, 2) from landmarks/<stem>.txt or dlib
     source: str                            # where the 5 points came from
 
     @property
@@ -134,7 +134,10 @@ def output_paths(out_dir: Path, stem: str) -> list[Path]:
 
 
 class PhotoPreparer:
-    """Detection file or dlib -> aligned crop and 68 landmarks. dlib loads on first need."""
+    """Detection / landmark files or a detector -> aligned crop and 68 landmarks.
+
+    Models load on first need; see the module docstring for which source wins.
+    """
 
     def __init__(self, face_index: int = 0, detector: str = "dlib", device: str = "cpu"):
         if detector not in ("dlib", "insightface"):
