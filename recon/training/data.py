@@ -1,0 +1,168 @@
+"""Training data: photo folders with 68-landmark files, aligned and augmented (SPEC 6.5-6.7).
+
+A photo folder holds ``*.png`` / ``*.jpg`` photos plus, per photo ``<stem>.<ext>``:
+
+* ``landmarks/<stem>.txt``: 68 lines ``x y``, y-down photo pixels (required; what
+  ``faceset synth`` writes and ``faceset reconstruct`` reads; the original's data
+  preparation wrote the same points y-up);
+* ``mask/<stem>.<ext>``: the skin-probability image of the original's data preparation
+  (optional; first channel, 0-255). Without it the same posterior is computed from the
+  photo with ``recon.preprocess.skin`` on every load (nothing is cached).
+
+The 5-point ``detections/<stem>.txt`` are not read: as in the original's dataset the crop is
+aligned with the 5 points derived from the 68. Each item is aligned with ``align_face``
+to the 224 crop and, in training, augmented (``recon.training.augment``) with a draw that
+depends only on (seed, epoch, index), so runs and resumed runs repeat exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from recon.preprocess.align import align_face, open_rgb
+from recon.preprocess.skin import skin_mask_image
+
+from .augment import augment, draw_params
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+LANDMARK_FOLDER = "landmarks"
+MASK_FOLDER = "mask"
+
+
+def landmark_file_for(photo: Path) -> Path:
+    """``<folder>/landmarks/<stem>.txt`` of ``<folder>/<stem>.<ext>``."""
+    return photo.parent / LANDMARK_FOLDER / f"{photo.stem}.txt"
+
+
+def mask_file_for(photo: Path) -> Path:
+    """``<folder>/mask/<name>``: the original's skin mask, same file name as the photo."""
+    return photo.parent / MASK_FOLDER / photo.name
+
+
+def read_landmark_file(path: str | os.PathLike) -> np.ndarray:
+    """(68, 2) float64 y-down photo pixels from a ``landmarks/<stem>.txt`` file.
+
+    Raises ValueError naming the file when it is not 68 finite ``x y`` lines.
+    """
+    try:
+        points = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a 68 x 2 landmark file ({err})") from None
+    if points.shape != (68, 2):
+        raise ValueError(f"{path}: expected 68 lines of 'x y', got shape {points.shape}")
+    if not np.isfinite(points).all():
+        raise ValueError(f"{path}: non-finite landmark values")
+    return points
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A photo left out of training and why."""
+
+    photo: Path
+    reason: str
+
+
+def discover(folders: Sequence[str | os.PathLike]) -> tuple[list[Path], list[Skipped]]:
+    """Usable photos of the folders (sorted per folder) and the skipped ones with reasons.
+
+    A photo is usable when its landmark file exists and parses; a missing folder is an error.
+    """
+    photos: list[Path] = []
+    skipped: list[Skipped] = []
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: no such photo folder")
+        for photo in sorted(p for p in folder.iterdir()
+                            if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES):
+            reason = _unusable_reason(photo)
+            if reason is None:
+                photos.append(photo)
+            else:
+                skipped.append(Skipped(photo, reason))
+    return photos, skipped
+
+
+def _unusable_reason(photo: Path) -> str | None:
+    landmarks = landmark_file_for(photo)
+    if not landmarks.is_file():
+        return f"no {LANDMARK_FOLDER}/{landmarks.name}"
+    try:
+        read_landmark_file(landmarks)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def skipped_message(skipped: Sequence[Skipped], limit: int = 20) -> str:
+    """One message listing the skipped photos (the first ``limit``, then a count)."""
+    lines = [f"  {item.photo}: {item.reason}" for item in skipped[:limit]]
+    if len(skipped) > limit:
+        lines.append(f"  ... and {len(skipped) - limit} more")
+    return f"skipping {len(skipped)} photo(s) without usable 68 landmarks:\n" + "\n".join(lines)
+
+
+def _read_mask(photo: Path, rgb: Image.Image) -> np.ndarray:
+    """(H, W) uint8 skin probability x 255: the mask file's first channel, else computed."""
+    path = mask_file_for(photo)
+    if not path.is_file():
+        return skin_mask_image(np.asarray(rgb))[:, :, 0]
+    try:
+        with Image.open(path) as image:
+            mask = np.asarray(image.convert("RGB"))[:, :, 0]
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read skin mask ({err})") from None
+    if mask.shape[::-1] != rgb.size:
+        raise ValueError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]}, its photo "
+                         f"{rgb.size[0]}x{rgb.size[1]}")
+    return mask
+
+
+class FaceTrainingSet(torch.utils.data.Dataset):
+    """Aligned (and augmented) training items of a list of photos.
+
+    Item: dict with ``image`` (3, 224, 224) float32 RGB in [0, 1]; ``mask`` (1, 224, 224)
+    float32 skin attention in [0, 1]; ``landmarks`` (68, 2) float32 y-down crop pixels;
+    ``index`` int. Call ``set_epoch`` before each epoch so the augmentation draws change.
+    """
+
+    def __init__(self, photos: Sequence[Path], augment: bool = True, seed: int = 0):
+        self.photos = list(photos)
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.photos)
+
+    def load_aligned(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The un-augmented crop (224, 224, 3) uint8, mask (224, 224) uint8 and landmarks
+        (68, 2) float64 y-down crop pixels of photo ``index``."""
+        photo = self.photos[index]
+        rgb = open_rgb(photo)
+        landmarks = read_landmark_file(landmark_file_for(photo))
+        try:
+            aligned = align_face(rgb, landmarks, mask=_read_mask(photo, rgb))
+        except ValueError as err:
+            raise ValueError(f"{photo}: cannot align ({err})") from None
+        return aligned.image, aligned.mask, aligned.landmarks
+
+    def __getitem__(self, index: int) -> dict:
+        image, mask, landmarks = self.load_aligned(index)
+        if self.augment:
+            rng = np.random.default_rng((self.seed, self.epoch, index))
+            image, mask, landmarks = augment(image, mask, landmarks, draw_params(rng))
+        return {"image": torch.from_numpy(image.astype(np.float32) / 255.0).permute(2, 0, 1),
+                "mask": torch.from_numpy(mask.astype(np.float32) / 255.0)[None],
+                "landmarks": torch.from_numpy(landmarks.astype(np.float32)),
+                "index": index}

@@ -1,0 +1,267 @@
+"""The training loop (SPEC 7): epochs of Adam steps on the hybrid loss, StepLR per epoch,
+a JSONL loss log, checkpoints in the original's format, automatic resume.
+
+Files written to ``out`` (rank 0 only): ``train_config.json`` (the run's TrainConfig),
+``loss_log.jsonl`` (one JSON object per ``log_every`` iterations: epoch, iteration, lr,
+seconds per iteration and the weighted terms averaged over the window, named as the
+original logs them), ``epoch_<N>.pth`` and ``epoch_latest.pth``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from recon.face_model import FaceModel
+from recon.io import write_text_atomic
+from recon.rnet import ReconNet
+
+from .checkpoint import (LATEST_NAME, checkpoint_state, load_training_state, resume_path,
+                         save_checkpoint)
+from .config import TrainConfig
+from .data import FaceTrainingSet, discover, skipped_message
+from .distributed import ProcessContext, close_process, init_process, wrap_model
+from .objective import LOG_NAMES, HybridLoss
+
+LOG_NAME = "loss_log.jsonl"
+CONFIG_NAME = "train_config.json"
+
+
+@dataclass
+class TrainResult:
+    """What a run did: epochs run now (first..last, empty when already done), iterations,
+    the last logged window's losses and the final checkpoint path (None on ranks > 0)."""
+
+    first_epoch: int
+    last_epoch: int
+    iterations: int
+    last_losses: dict[str, float] = field(default_factory=dict)
+    checkpoint: Optional[Path] = None
+
+
+def load_face_model(bfm: Optional[Path], device: torch.device) -> FaceModel:
+    """BFM09 from the user's files, else the embedded procedural model, on ``device``."""
+    if bfm is not None:
+        from recon.models.bfm import load_bfm
+        model = load_bfm(bfm)
+    else:
+        from recon.models.procedural import build_embedded_model
+        model = build_embedded_model()
+    return FaceModel(model).to(device)
+
+
+def load_imagenet_backbone(net: ReconNet, path: Path) -> None:
+    """Initialise the backbone from a torchvision ResNet file, ``fc`` keys dropped (SPEC 1.2)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path} is missing: it is torchvision's ImageNet weights "
+                                f"file (resnet50-0676ba61.pth for resnet50)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        net.backbone.load_state_dict({k: v for k, v in state.items() if "fc" not in k})
+    except Exception as err:
+        raise ValueError(f"{path}: not torchvision weights for this backbone ({err})") from err
+
+
+class LossLog:
+    """Averages the logged terms over a window of iterations and appends one JSON line per
+    window to ``path`` (append + flush + fsync: a crash loses at most the open window)."""
+
+    def __init__(self, path: Optional[Path]):
+        self.path = path
+        self.sums: dict[str, float] = {}
+        self.count = 0
+        self.started = time.perf_counter()
+        self.last: dict[str, float] = {}
+
+    def add(self, values: dict[str, float]) -> None:
+        for name, value in values.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+        self.count += 1
+
+    def flush(self, **context) -> None:
+        if self.count == 0:
+            return
+        seconds = (time.perf_counter() - self.started) / self.count
+        averages = {n: self.sums[n] / self.count for n in LOG_NAMES if n in self.sums}
+        self.last = averages
+        if self.path is not None:
+            record = {**context, "seconds_per_iter": seconds, **averages}
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        self.sums, self.count, self.started = {}, 0, time.perf_counter()
+
+
+def train(config: TrainConfig, progress: bool = True,
+          report: Callable[[str], None] = lambda text: print(text, file=sys.stderr)) -> TrainResult:
+    """Train an R-Net with ``config`` (single process, or one torchrun rank).
+
+    progress: show tqdm bars (rank 0). report: where one-line messages go (skipped photos,
+    resume). Raises ValueError / FileNotFoundError with one clear message on bad input.
+    """
+    config.validate()
+    context = init_process(config.device)
+    try:
+        return Trainer(config, context, report).run(progress)
+    finally:
+        close_process(context)
+
+
+class Trainer:
+    """One process's share of a training run (see ``train``)."""
+
+    def __init__(self, config: TrainConfig, context: ProcessContext,
+                 report: Callable[[str], None]):
+        self.config, self.context = config, context
+        self.report = report if context.is_main else (lambda text: None)
+        self.out = Path(config.out)
+        self.dataset = self._dataset()
+        torch.manual_seed(config.seed)  # the backbone's random init repeats for a seed
+        self.face_model = load_face_model(config.bfm, context.device)
+        self.net = self._network()
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr, betas=config.betas)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(
+            self.optimizer, step_size=config.lr_decay_epochs, gamma=config.lr_decay_gamma)
+        self.first_epoch = self._resume() + 1
+        self.model = wrap_model(self.net, context)
+        self.loss = HybridLoss(self.face_model, self._renderer(), self._identity_encoder(),
+                               config.weights)
+
+    # -- construction ---------------------------------------------------------------------
+    def _dataset(self) -> FaceTrainingSet:
+        photos, skipped = discover(self.config.data_dirs)
+        if skipped:
+            self.report(skipped_message(skipped))
+        folders = ", ".join(map(str, self.config.data_dirs))
+        if not photos:
+            raise ValueError(f"no photo with a landmarks/<stem>.txt file in {folders}")
+        share = len(photos) // self.context.world_size
+        if share < self.batch_per_process:
+            raise ValueError(f"{len(photos)} usable photos in {folders}: fewer than one batch of "
+                             f"{self.batch_per_process} per process (lower --batch-size)")
+        return FaceTrainingSet(photos, augment=self.config.augment, seed=self.config.seed)
+
+    @property
+    def batch_per_process(self) -> int:
+        batch = self.config.batch_size // self.context.world_size
+        if batch < 1:
+            raise ValueError(f"batch size {self.config.batch_size} is smaller than the "
+                             f"{self.context.world_size} processes")
+        return batch
+
+    def _network(self) -> ReconNet:
+        net = ReconNet(self.config.arch, sizes=self.face_model.coeff_sizes)
+        if self.config.init is not None:
+            load_imagenet_backbone(net, self.config.init)
+        return net.to(self.context.device).train()
+
+    def _renderer(self):
+        from recon.render import MeshRenderer
+        return MeshRenderer(self.face_model.camera, backend=self.config.renderer)
+
+    def _identity_encoder(self):
+        if self.config.identity == "none":
+            return None
+        from recon.identity import load_identity_encoder
+        weights = self.config.arcface if self.config.identity == "arcface" else None
+        return load_identity_encoder(self.config.identity, weights, self.context.device)
+
+    def _resume(self) -> int:
+        """Finished epochs of the checkpoint found in ``out`` (0 when starting fresh)."""
+        path = resume_path(self.out)
+        if path is None:
+            return 0
+        state = load_training_state(path, self.net, self.optimizer, self.scheduler)
+        self.report(f"resuming from {path}: {state.finished_epochs} epoch(s) done")
+        return state.finished_epochs
+
+    def _loader(self, epoch: int) -> DataLoader:
+        self.dataset.set_epoch(epoch)
+        sampler = DistributedSampler(self.dataset, num_replicas=self.context.world_size,
+                                     rank=self.context.rank, shuffle=True, seed=self.config.seed)
+        sampler.set_epoch(epoch)
+        return DataLoader(self.dataset, batch_size=self.batch_per_process, sampler=sampler,
+                          num_workers=self.config.workers, drop_last=True,
+                          pin_memory=self.context.device.type == "cuda")
+
+    # -- the run --------------------------------------------------------------------------
+    def run(self, progress: bool = True) -> TrainResult:
+        config = self.config
+        result = TrainResult(first_epoch=self.first_epoch, last_epoch=self.first_epoch - 1,
+                             iterations=0)
+        if self.first_epoch > config.epochs:
+            self.report(f"{self.out}: all {config.epochs} epochs are done already")
+            return result
+        if self.context.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(self.out / CONFIG_NAME, json.dumps(config.to_dict(), indent=2))
+        log = LossLog(self.out / LOG_NAME if self.context.is_main else None)
+        for epoch in range(self.first_epoch, config.epochs + 1):
+            result.iterations += self._epoch(epoch, log, progress, result.iterations)
+            self.scheduler.step()  # before saving: sched_00 counts the finished epochs
+            result.checkpoint = self._save(epoch)
+            result.last_epoch = epoch
+        result.last_losses = log.last
+        return result
+
+    def _epoch(self, epoch: int, log: LossLog, progress: bool, done_before: int) -> int:
+        from tqdm import tqdm
+
+        loader = self._loader(epoch)
+        total = len(loader) if self.config.max_iters_per_epoch is None else min(
+            len(loader), self.config.max_iters_per_epoch)
+        bar = tqdm(total=total, desc=f"epoch {epoch}/{self.config.epochs}",
+                   disable=not (progress and self.context.is_main), leave=False)
+        lr = self.optimizer.param_groups[0]["lr"]
+        iteration = 0
+        for batch in loader:
+            if iteration == total:
+                break
+            values = self.step(batch)
+            iteration += 1
+            log.add(values)
+            bar.update(1)
+            bar.set_postfix(loss=f"{values['all']:.4f}")
+            if iteration % self.config.log_every == 0 or iteration == total:
+                log.flush(epoch=epoch, iter=iteration, total_iters=done_before + iteration, lr=lr)
+            if (done_before + iteration) % self.config.save_latest_every == 0:
+                self._save_latest()
+        bar.close()
+        return iteration
+
+    def step(self, batch: dict) -> dict[str, float]:
+        """One Adam step on a batch from the loader; returns the logged loss values."""
+        device = self.context.device
+        images, skin, landmarks = (batch[k].to(device, non_blocking=True)
+                                   for k in ("image", "mask", "landmarks"))
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss(self.model, images, skin, landmarks)
+        if not torch.isfinite(loss.total):
+            raise FloatingPointError(f"non-finite training loss {loss.logged()}")
+        loss.total.backward()
+        self.optimizer.step()
+        return loss.logged()
+
+    def _save_latest(self) -> None:
+        if self.context.is_main:
+            state = checkpoint_state(self.net, self.optimizer, self.scheduler)
+            save_checkpoint(self.out / LATEST_NAME, state)
+
+    def _save(self, epoch: int) -> Optional[Path]:
+        if not self.context.is_main:
+            return None
+        state = checkpoint_state(self.net, self.optimizer, self.scheduler)
+        path = self.out / f"epoch_{epoch}.pth"
+        save_checkpoint(path, state)
+        save_checkpoint(self.out / LATEST_NAME, state)
+        return path
