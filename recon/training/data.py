@@ -6,8 +6,12 @@ A photo folder holds ``*.png`` / ``*.jpg`` photos plus, per photo ``<stem>.<ext>
   ``faceset synth`` writes and ``faceset reconstruct`` reads; the original's data
   preparation wrote the same points y-up);
 * ``mask/<stem>.<ext>``: the skin-probability image of the original's data preparation
-  (optional; first channel, 0-255). Without it the same posterior is computed from the
-  photo with ``recon.preprocess.skin`` on every load (nothing is cached).
+  (optional; first channel, 0-255). Without it the same posterior is computed with
+  ``recon.preprocess.skin`` on every load (nothing is cached) from the aligned 224 crop,
+  not from the full photo as the original's preparation does: the posterior is per pixel,
+  so the two differ only where the resampling mixes colours (edges; the tests bound the
+  difference), and the crop costs a fixed 50k pixels where a 12-megapixel photo would
+  take seconds per item.
 
 The 5-point ``detections/<stem>.txt`` are not read: as in the original's dataset the crop is
 aligned with the 5 points derived from the 68. Each item is aligned with ``align_face``
@@ -109,11 +113,8 @@ def skipped_message(skipped: Sequence[Skipped], limit: int = 20) -> str:
     return f"skipping {len(skipped)} photo(s) without usable 68 landmarks:\n" + "\n".join(lines)
 
 
-def _read_mask(photo: Path, rgb: Image.Image) -> np.ndarray:
-    """(H, W) uint8 skin probability x 255: the mask file's first channel, else computed."""
-    path = mask_file_for(photo)
-    if not path.is_file():
-        return skin_mask_image(np.asarray(rgb))[:, :, 0]
+def _read_mask_file(path: Path, rgb: Image.Image) -> np.ndarray:
+    """(H, W) uint8 first channel of a photo's skin-mask file, checked against its size."""
     try:
         with Image.open(path) as image:
             mask = np.asarray(image.convert("RGB"))[:, :, 0]
@@ -151,10 +152,14 @@ class FaceTrainingSet(torch.utils.data.Dataset):
         photo = self.photos[index]
         rgb = open_rgb(photo)
         landmarks = read_landmark_file(landmark_file_for(photo))
+        mask_path = mask_file_for(photo)
+        mask = _read_mask_file(mask_path, rgb) if mask_path.is_file() else None
         try:
-            aligned = align_face(rgb, landmarks, mask=_read_mask(photo, rgb))
+            aligned = align_face(rgb, landmarks, mask=mask)
         except ValueError as err:
             raise ValueError(f"{photo}: cannot align ({err})") from None
+        if mask is None:
+            return aligned.image, skin_mask_image(aligned.image)[:, :, 0], aligned.landmarks
         return aligned.image, aligned.mask, aligned.landmarks
 
     def __getitem__(self, index: int) -> dict:
