@@ -287,3 +287,14 @@ def test_torchrun_two_processes_on_cpu(tmp_path, photo_folder):
     load_checkpoint(out / "epoch_1.pth", arch="resnet18")
     # 4 photos, 2 per process and step: one synchronised step, logged once by rank 0
     assert len((out / LOG_NAME).read_text().splitlines()) == 1
+
+
+def test_imagenet_init_loads_the_backbone_without_fc(tmp_path, photo_folder):
+    import torchvision
+    reference = torchvision.models.resnet18(weights=None)
+    torch.save(reference.state_dict(), tmp_path / "resnet18.pth")
+    trainer = _trainer(photo_folder, tmp_path / "ck", init=tmp_path / "resnet18.pth")
+    for name, value in trainer.net.backbone.state_dict().items():
+        assert torch.equal(value, reference.state_dict()[name])
+    with pytest.raises(FileNotFoundError, match="ImageNet"):
+        _trainer(photo_folder, tmp_path / "ck", init=tmp_path / "absent.pth")
