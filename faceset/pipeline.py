@@ -36,7 +36,8 @@ from recon.io import write_atomic, write_coeffs_mat, write_obj
 from recon.landmark_fit import estimate_lighting, fit_landmarks
 from recon.preprocess.align import CropTransform, align_face, open_rgb
 from recon.preprocess.detect import five_points_from_68
-from recon.preprocess.detections import detection_path_for, read_detections
+from recon.preprocess.detections import (detection_path_for, landmark_file_for, read_detections,
+                                        read_landmark_file)
 from recon.types import Coeffs, FaceGeometry
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -93,13 +94,8 @@ class RunReport:
 
 def resolve_device(name: str) -> torch.device:
     """cpu / cuda / auto; under torchrun a plain "cuda" means this process's local GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but torch sees no CUDA device")
-    if name == "cuda" and "LOCAL_RANK" in os.environ:
-        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-    return torch.device(name)
+    from recon.training.distributed import resolve_device as resolve
+    return resolve(name, int(os.environ.get("LOCAL_RANK", 0)))
 
 
 def this_process_share(photos: list[Path]) -> list[Path]:
@@ -167,8 +163,8 @@ class PhotoPreparer:
 
     def prepare(self, path: Path) -> PreparedPhoto:
         image = open_rgb(path)
-        landmark_file = landmark_path_for(path)
-        landmarks68 = read_landmarks68(landmark_file) if landmark_file.is_file() else None
+        landmark_file = landmark_file_for(path)
+        landmarks68 = read_landmark_file(landmark_file) if landmark_file.is_file() else None
         detection_file = detection_path_for(path)
         if detection_file.is_file():
             five, source = read_detections(detection_file), "detections file"
@@ -191,22 +187,6 @@ class PhotoPreparer:
                              f"for (and no {detection_file.name} in {detection_file.parent})")
         face = faces[self.face_index]
         return face.five_points, face.landmarks68
-
-
-def landmark_path_for(photo: Path) -> Path:
-    """``<folder>/landmarks/<stem>.txt``: optional 68 landmarks (``x y`` lines, y-down)."""
-    return photo.parent / "landmarks" / f"{photo.stem}.txt"
-
-
-def read_landmarks68(path: Path) -> np.ndarray:
-    """(68, 2) y-down photo pixels from a landmark file, one clear error if malformed."""
-    try:
-        points = np.loadtxt(path, dtype=np.float64)
-    except ValueError as err:
-        raise ValueError(f"{path}: not a 68 x 2 landmark file ({err})") from err
-    if points.shape != (68, 2):
-        raise ValueError(f"{path}: expected 68 lines of 'x y', got shape {points.shape}")
-    return points
 
 
 class Reconstructor:

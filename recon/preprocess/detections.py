@@ -90,3 +90,28 @@ def format_detections(points: np.ndarray) -> str:
 def write_detections(path: str | os.PathLike, points: np.ndarray) -> None:
     """Write (K, 2) y-down points atomically (temp file in the same folder, then replace)."""
     write_text_atomic(path, format_detections(points))
+
+
+LANDMARK_FOLDER = "landmarks"  # optional 68-point files beside the photos
+
+
+def landmark_file_for(photo: str | os.PathLike) -> Path:
+    """``<folder>/landmarks/<stem>.txt`` of ``<folder>/<stem>.<ext>``."""
+    photo = Path(photo)
+    return photo.parent / LANDMARK_FOLDER / f"{photo.stem}.txt"
+
+
+def read_landmark_file(path: str | os.PathLike) -> np.ndarray:
+    """(68, 2) float64 y-down photo pixels from a ``landmarks/<stem>.txt`` file.
+
+    Raises ValueError naming the file when it is not 68 finite ``x y`` lines.
+    """
+    try:
+        points = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a 68 x 2 landmark file ({err})") from None
+    if points.shape != (68, 2):
+        raise ValueError(f"{path}: expected 68 lines of 'x y', got shape {points.shape}")
+    if not np.isfinite(points).all():
+        raise ValueError(f"{path}: non-finite landmark values")
+    return points

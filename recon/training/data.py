@@ -31,39 +31,18 @@ import torch
 from PIL import Image
 
 from recon.preprocess.align import align_face, open_rgb
+from recon.preprocess.detections import LANDMARK_FOLDER, landmark_file_for, read_landmark_file
 from recon.preprocess.skin import skin_mask_image
 
 from .augment import augment, draw_params
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
-LANDMARK_FOLDER = "landmarks"
 MASK_FOLDER = "mask"
-
-
-def landmark_file_for(photo: Path) -> Path:
-    """``<folder>/landmarks/<stem>.txt`` of ``<folder>/<stem>.<ext>``."""
-    return photo.parent / LANDMARK_FOLDER / f"{photo.stem}.txt"
 
 
 def mask_file_for(photo: Path) -> Path:
     """``<folder>/mask/<name>``: the original's skin mask, same file name as the photo."""
     return photo.parent / MASK_FOLDER / photo.name
-
-
-def read_landmark_file(path: str | os.PathLike) -> np.ndarray:
-    """(68, 2) float64 y-down photo pixels from a ``landmarks/<stem>.txt`` file.
-
-    Raises ValueError naming the file when it is not 68 finite ``x y`` lines.
-    """
-    try:
-        points = np.loadtxt(path, dtype=np.float64, ndmin=2)
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a 68 x 2 landmark file ({err})") from None
-    if points.shape != (68, 2):
-        raise ValueError(f"{path}: expected 68 lines of 'x y', got shape {points.shape}")
-    if not np.isfinite(points).all():
-        raise ValueError(f"{path}: non-finite landmark values")
-    return points
 
 
 @dataclass(frozen=True)
