@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from recon import constants as C
 from recon.face_model import FaceModel
+from recon.models import load_model
 from recon.io import write_atomic, write_coeffs_mat, write_obj
 from recon.landmark_fit import estimate_lighting, fit_landmarks
 from recon.preprocess.align import CropTransform, align_face, open_rgb
@@ -109,14 +110,8 @@ def this_process_share(photos: list[Path]) -> list[Path]:
 
 
 def load_face_model(bfm: Optional[Path], device: torch.device) -> FaceModel:
-    """BFM09 from the user's files, else the embedded procedural model."""
-    if bfm is not None:
-        from recon.models.bfm import load_bfm
-        model = load_bfm(bfm)
-    else:
-        from recon.models.procedural import build_embedded_model
-        model = build_embedded_model()
-    return FaceModel(model).to(device)
+    """BFM09 from the user's files, else the embedded procedural model, on ``device``."""
+    return FaceModel(load_model(bfm)).to(device)
 
 
 def discover_photos(folder: Path) -> list[Path]:

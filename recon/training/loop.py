@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from recon.face_model import FaceModel
+from recon.models import load_model
 from recon.io import write_text_atomic
 from recon.rnet import ReconNet
 
@@ -49,13 +50,7 @@ class TrainResult:
 
 def load_face_model(bfm: Optional[Path], device: torch.device) -> FaceModel:
     """BFM09 from the user's files, else the embedded procedural model, on ``device``."""
-    if bfm is not None:
-        from recon.models.bfm import load_bfm
-        model = load_bfm(bfm)
-    else:
-        from recon.models.procedural import build_embedded_model
-        model = build_embedded_model()
-    return FaceModel(model).to(device)
+    return FaceModel(load_model(bfm)).to(device)
 
 
 def load_imagenet_backbone(net: ReconNet, path: Path) -> None:
