@@ -195,6 +195,9 @@ def identity_loss(pred_features: torch.Tensor, target_features: torch.Tensor,
     Returns 0-d or (B,).
     """
     _check_reduction(reduction)
+    if pred_features.ndim != 2 or pred_features.shape != target_features.shape:
+        raise ValueError(f"features must both be (B, D), got {tuple(pred_features.shape)} and "
+                         f"{tuple(target_features.shape)}")
     cosine = torch.nn.functional.cosine_similarity(pred_features, target_features, dim=1)
     per_image = 1.0 - cosine
     return per_image.mean() if reduction == "batch" else per_image

@@ -6,8 +6,8 @@ import os
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 
+from .. import losses
 from .encoder import ArcFaceIdentityEncoder, DlibIdentityEncoder, IdentityEncoder
 
 ENCODER_KINDS = ("dlib", "arcface")
@@ -22,10 +22,7 @@ def identity_loss(features_pred: torch.Tensor, features_target: torch.Tensor) ->
     Returns:
         (B,) float in [0, 2]; the original's loss is its mean times ``W_FEAT``.
     """
-    if features_pred.ndim != 2 or features_pred.shape != features_target.shape:
-        raise ValueError(f"features must both be (B, D), got {tuple(features_pred.shape)} and "
-                         f"{tuple(features_target.shape)}")
-    return 1.0 - F.cosine_similarity(features_pred, features_target, dim=-1)
+    return losses.identity_loss(features_pred, features_target, reduction="none")
 
 
 def load_identity_encoder(kind: str = "dlib", weights: Optional[str | os.PathLike] = None,
