@@ -33,6 +33,18 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
             os.remove(tmp)
 
 
+def read_torch_file(path: str | os.PathLike, map_location="cpu"):
+    """``torch.load`` of tensors only (``weights_only``), with one error naming the file.
+
+    map_location: a device or device name, as ``torch.load`` takes it.
+    """
+    import torch
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises several types for a bad file
+        raise ValueError(f"{path}: not a readable PyTorch file ({err})") from err
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write UTF-8 text to ``path`` atomically (see ``write_atomic``)."""
     write_atomic(path, text.encode("utf-8"))

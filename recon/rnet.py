@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 import torchvision
 
+from .io import read_torch_file
 from .types import Coeffs
 
 BACKBONE_CHANNELS = {"resnet18": 512, "resnet50": 2048}
@@ -76,10 +77,7 @@ def load_checkpoint(path: str | os.PathLike, arch: str = "resnet50",
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: it is {CHECKPOINT_HELP}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({err})") from err
+    state = read_torch_file(path, map_location)
     if isinstance(state, dict) and CHECKPOINT_KEY in state:
         state = state[CHECKPOINT_KEY]
     state = {k.removeprefix("module."): v for k, v in state.items()}

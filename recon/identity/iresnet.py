@@ -18,6 +18,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ..io import read_torch_file
+
 ARCFACE_INPUT_SIZE = 112        # side of the aligned ArcFace input
 ARCFACE_FEATURE_DIM = 512       # embedding size of arcface_torch backbones
 ARCFACE_ENV_VAR = "FACESET_ARCFACE"
@@ -106,10 +108,7 @@ def load_arcface_backbone(path: Optional[str | os.PathLike] = None,
     if arch not in ARCFACE_LAYERS:
         raise ValueError(f"unknown ArcFace architecture {arch!r}; one of {sorted(ARCFACE_LAYERS)}")
     source = resolve_arcface_path(path)
-    try:
-        state = torch.load(source, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for a bad file
-        raise ValueError(f"{source}: not a PyTorch state dict ({error})") from error
+    state = read_torch_file(source)
     if not isinstance(state, dict):
         raise ValueError(f"{source}: expected a state dict, found {type(state).__name__}")
     if state and all(key.startswith("module.") for key in state):

@@ -20,7 +20,7 @@ from typing import Optional
 
 import torch
 
-from recon.io import write_atomic
+from recon.io import read_torch_file, write_atomic
 from recon.rnet import CHECKPOINT_KEY
 
 OPTIMIZER_KEY = "opt_00"
@@ -88,10 +88,7 @@ def load_training_state(path: str | os.PathLike, net: torch.nn.Module,
     """
     path = Path(path)
     device = next(net.parameters()).device
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({err})") from err
+    state = read_torch_file(path, device)
     missing = {CHECKPOINT_KEY, OPTIMIZER_KEY, SCHEDULER_KEY} - set(state if isinstance(state, dict) else ())
     if missing:
         raise ValueError(f"{path}: not a training checkpoint (missing {sorted(missing)})")
