@@ -18,16 +18,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from recon.face_model import FaceModel
+from recon.io import write_png, write_text_atomic
 from recon.models.procedural import (BFM_DENSITY_RESOLUTION, DEFAULT_RESOLUTION,
                                      build_embedded_model)
 from recon.render.mesh_renderer import MeshRenderer
@@ -177,26 +176,6 @@ def fit_table(rows: list[dict], command: str) -> str:
     return "\n".join(lines)
 
 
-def write_text_atomically(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".md", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
-def save_png_atomically(image: np.ndarray, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        Image.fromarray(image).save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     defaults = SheetConfig()
@@ -216,7 +195,7 @@ def main() -> None:
     config = SheetConfig(out=args.out, seed=args.seed, resolution=args.resolution,
                          backend=args.backend)
     sheet, timings = render_sheet(config)
-    save_png_atomically(sheet, config.out)
+    write_png(config.out, sheet)
     print(f"wrote {config.out} ({sheet.shape[1]}x{sheet.shape[0]}); "
           + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
     sections = []
@@ -226,10 +205,10 @@ def main() -> None:
     if args.fit_examples is not None:
         fits, rows = fit_examples(args.fit_examples, config.resolution)
         if args.fit_out is not None:
-            save_png_atomically(fits, args.fit_out)
+            write_png(args.fit_out, fits)
         sections.append(fit_table(rows, command))
     if sections:
-        write_text_atomically("\n".join(sections), RESULTS)
+        write_text_atomic(RESULTS, "\n".join(sections))
         print("\n".join(sections))
 
 

@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from recon.io import write_text_atomic  # noqa: E402
 from recon.render import clip_space  # noqa: E402
 from recon.render.backends import TorchRasterizer  # noqa: E402
 from recon.types import Camera  # noqa: E402
@@ -168,12 +167,6 @@ def nvdiffrast_rasterizer(context: str):
         return None, f"{type(error).__name__}: {error}"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
-        handle.write(text)
-    os.replace(handle.name, path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("."))
@@ -212,14 +205,14 @@ def main() -> None:
                 timing[f"nvdiffrast_{context}_b{batch}"] = time_backend(rasterizer, pos, tris, (224, 224))
     report["ms_per_image_fwd_bwd"] = timing
     print(json.dumps(timing), flush=True)
-    write_atomic(args.out / "render_gpu_check.json", json.dumps(report, indent=2))
+    write_text_atomic(args.out / "render_gpu_check.json", json.dumps(report, indent=2))
     lines = ["| measurement | value |", "|---|---|"]
     lines += [f"| {key} | {value} |" for key, value in report.items() if not isinstance(value, dict)]
     for key, value in report.items():
         if isinstance(value, dict):
             lines += [f"| {key}.{k} | {v:.4g} |" if isinstance(v, float) else f"| {key}.{k} | {v} |"
                       for k, v in value.items()]
-    write_atomic(args.out / "render_gpu_check.md", "\n".join(lines) + "\n")
+    write_text_atomic(args.out / "render_gpu_check.md", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

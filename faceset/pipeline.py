@@ -27,13 +27,12 @@ from typing import Optional
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from recon import constants as C
 from recon.face_model import FaceModel
 from recon.models import load_model
-from recon.io import write_atomic, write_coeffs_mat, write_obj
+from recon.io import write_coeffs_mat, write_npy, write_obj, write_png
 from recon.landmark_fit import estimate_lighting, fit_landmarks
 from recon.preprocess.align import CropTransform, align_face, open_rgb
 from recon.preprocess.detect import five_points_from_68
@@ -256,24 +255,10 @@ def write_photo_outputs(out_dir: Path, photo: PreparedPhoto, coeffs: Coeffs,
               uvs=None if face_model.uvs is None else face_model.uvs.cpu().numpy(),
               header="canonical (unposed, neutral expression), albedo colours")
     lmk7 = canonical.canonical[0, face_model.landmark_ids[list(C.NOW_FROM_IBUG68)]]
-    write_atomic(out_dir / f"{stem}_canonical_lmk7.npy", npy_bytes(lmk7.cpu().numpy()))
+    write_npy(out_dir / f"{stem}_canonical_lmk7.npy", lmk7.cpu().numpy())
     photo.transform.save(out_dir / f"{stem}_transform.json")
     strip = panel_image(photo, render.image[0], render.mask[0], landmarks)
     write_png(out_dir / f"{stem}.png", strip)
-
-
-def npy_bytes(array: np.ndarray) -> bytes:
-    import io
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    return buffer.getvalue()
-
-
-def write_png(path: Path, array: np.ndarray) -> None:
-    import io
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    write_atomic(path, buffer.getvalue())
 
 
 def neutral_coeffs(coeffs: Coeffs) -> Coeffs:

@@ -30,10 +30,9 @@ import torch
 
 from aggregation import AggregationConfig, aggregate_identity, neutral_coeffs
 from faceset.pipeline import (PhotoPreparer, PreparedPhoto, ReconstructOptions, Reconstructor,
-                              discover_photos, neutral_coeffs as canonical_coeffs, write_photo_outputs,
-                              write_png)
+                              discover_photos, neutral_coeffs as canonical_coeffs, write_photo_outputs)
 from fitting import FitConfig, FitResult, FitTargets, fit_images, fit_subject
-from recon.io import obj_text, read_coeffs_mat, write_atomic, write_coeffs_mat
+from recon.io import obj_text, read_coeffs_mat, write_atomic, write_coeffs_mat, write_png
 from recon.types import Coeffs
 
 TEXTURE_SIZE = 512

@@ -28,12 +28,11 @@ from typing import Optional
 
 import numpy as np
 import torch
-from PIL import Image
 
 from recon import constants as C
 from recon.constants import NOW_FROM_IBUG68
 from recon.face_model import FaceModel, rotation_matrix, shade, vertex_normals
-from recon.io import write_atomic, write_coeffs_mat, write_obj
+from recon.io import write_atomic, write_coeffs_mat, write_mat, write_obj, write_png
 from recon.morphable import MorphableModel
 from recon.preprocess.detections import write_detections
 from recon.standard_landmarks import five_point_template
@@ -221,13 +220,6 @@ def scan_vertices_mm(face_model: FaceModel, id_c: torch.Tensor, displacement: to
     return neutral.double().numpy() * C.MM_PER_UNIT
 
 
-def _png_bytes(image: np.ndarray) -> bytes:
-    import io
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def _write_landmarks(path: Path, points: np.ndarray) -> None:
     write_atomic(path, "".join(f"{x!r} {y!r}\n" for x, y in points.tolist()).encode())
 
@@ -247,7 +239,7 @@ def write_scan(out: Path, subject: str, vertices_mm: np.ndarray, triangles: np.n
 def _write_image(out: Path, subject: str, item: SyntheticImage) -> dict:
     base = out / subject
     photo = base / "images" / f"{item.stem}.png"
-    write_atomic(photo, _png_bytes(item.image))
+    write_png(photo, item.image)
     write_detections(base / "images" / "detections" / f"{item.stem}.txt", item.five)
     _write_landmarks(base / "images" / "landmarks" / f"{item.stem}.txt", item.landmarks68)
     cam = item.camera
@@ -281,16 +273,10 @@ def synthesize(out: str | Path, config: SynthConfig, model: Optional[MorphableMo
         scan, pp = write_scan(out, subject, vertices, face_model.triangles.numpy(),
                               face_model.landmark_ids.numpy())
         truth = {"id": id_c[None], "tex": tex_c[None], "displacement": displacement.numpy()}
-        _write_mat(out / subject / "truth" / "subject.mat", truth)
+        write_mat(out / subject / "truth" / "subject.mat", truth)
         manifest["subjects"][subject] = {"images": images, "scan": str(scan.relative_to(out)),
                                          "landmarks": str(pp.relative_to(out))}
     write_atomic(out / "synth.json", json.dumps(manifest, indent=1).encode())
     return manifest
 
 
-def _write_mat(path: Path, data: dict) -> None:
-    import io
-    import scipy.io
-    buffer = io.BytesIO()
-    scipy.io.savemat(buffer, data)
-    write_atomic(path, buffer.getvalue())

@@ -50,6 +50,33 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_atomic(path, text.encode("utf-8"))
 
 
+def write_mat(path: str | os.PathLike, data: dict) -> None:
+    """A MATLAB v5 ``.mat`` (scipy.io.savemat) written atomically."""
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, data)
+    write_atomic(path, buffer.getvalue())
+
+
+def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """A ``.npy`` file written atomically."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array))
+    write_atomic(path, buffer.getvalue())
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """PNG bytes of a uint8 (H, W) or (H, W, 3|4) image."""
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
+    """A PNG written atomically (see ``png_bytes``)."""
+    write_atomic(path, png_bytes(image))
+
+
 def quantise_colors(colors: np.ndarray) -> np.ndarray:
     """Float colours (N, 3), nominally [0, 1] -> uint8 after clipping (as the original)."""
     return np.clip(np.asarray(colors, dtype=np.float64) * 255.0, 0, 255).astype(np.uint8)
@@ -123,9 +150,7 @@ def write_coeffs_mat(path: str | os.PathLike, coeffs: dict[str, np.ndarray],
     if landmarks68 is not None:
         data["lm68"] = np.asarray(landmarks68, dtype=np.float32).reshape(1, 68, 2)
     data.update(extra or {})
-    buffer = io.BytesIO()
-    scipy.io.savemat(buffer, data)
-    write_atomic(path, buffer.getvalue())
+    write_mat(path, data)
 
 
 def read_coeffs_mat(path: str | os.PathLike) -> dict[str, np.ndarray]:

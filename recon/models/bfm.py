@@ -9,7 +9,6 @@ the original PyTorch code used it against the full mesh, which distorts the mask
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import scipy.io
 import torch
 
 from ..constants import BFM_EXP_DIM, BFM_ID_DIM, BFM_TEX_DIM, BFM_UNIT_DIVISOR
-from ..io import write_atomic
+from ..io import write_mat
 from ..morphable import MorphableModel
 
 FRONT_MODEL_FILE = "BFM_model_front.mat"
@@ -115,14 +114,8 @@ def convert_bfm09(folder: str | os.PathLike, out_path: str | os.PathLike | None 
         **info,
     }
     out_path = Path(out_path) if out_path else folder / FRONT_MODEL_FILE
-    _savemat_atomic(out_path, front)
+    write_mat(out_path, front)
     return out_path
-
-
-def _savemat_atomic(path: Path, data: dict[str, np.ndarray]) -> None:
-    buffer = io.BytesIO()
-    scipy.io.savemat(buffer, data)
-    write_atomic(path, buffer.getvalue())
 
 
 def load_bfm_front(path: str | os.PathLike) -> MorphableModel:
