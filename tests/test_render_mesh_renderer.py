@@ -133,3 +133,41 @@ def test_renderer_gradients_reach_coefficients():
     out.image.mean().backward()
     assert coeffs.gamma.grad.abs().sum() > 0
     assert coeffs.trans.grad.abs().sum() > 0
+
+
+def test_background_fills_uncovered_pixels_and_keeps_the_face(face):
+    model, geometry = face
+    renderer = MeshRenderer(backend="torch")
+    plain = renderer.render(geometry, model.triangles)
+    background = torch.rand(geometry.camera.shape[0], 3, 224, 224)
+    shown = renderer.render(geometry, model.triangles, background=background)
+    outside = plain.mask.expand_as(plain.image) == 0
+    assert torch.equal(shown.image[outside], background[outside])
+    assert torch.equal(shown.image[~outside], plain.image[~outside])
+    with pytest.raises(ValueError, match="background must be"):
+        renderer.render(geometry, model.triangles, background=background[:, :, :100])
+
+
+def test_silhouette_over_a_background_pulls_a_flat_face_towards_the_target():
+    """A uniformly coloured face over a plain background: only the silhouette says where
+    the face is. Antialiased over the background, the image error's gradient moves the
+    face towards a target rendered a little to the side; without antialiasing it is zero."""
+    model = FaceModel(build_embedded_model(resolution=40, n_id=4, n_exp=3, n_tex=3))
+    colours = torch.full((model.mean_shape.numel() // 3, 3), 0.8)
+    background = torch.full((1, 3, 224, 224), 0.1)
+
+    def image(shift: torch.Tensor, antialias: bool) -> torch.Tensor:
+        coeffs = Coeffs.zeros(1, model.coeff_sizes)
+        coeffs = coeffs.replace(trans=torch.stack([shift, torch.zeros(()), torch.zeros(())])[None])
+        renderer = MeshRenderer(backend="torch", antialias=antialias)
+        return renderer.render(model.compute(coeffs), model.triangles, colors=colours,
+                               background=background).image
+
+    target = image(torch.tensor(0.05), antialias=True).detach()   # 5 mm to the side
+    for antialias, moves in ((True, True), (False, False)):
+        shift = torch.zeros((), requires_grad=True)
+        (image(shift, antialias) - target).abs().sum().backward()
+        if moves:
+            assert shift.grad < 0   # descent increases the shift, towards the target
+        else:
+            assert shift.grad == 0

@@ -24,10 +24,11 @@ from .projection import clip_space
 
 @dataclass
 class RenderOutput:
-    """Rendered images of a batch (channels first, row 0 at the top, background 0).
+    """Rendered images of a batch (channels first, row 0 at the top, background 0 unless
+    one is given).
 
     mask (B, 1, H, W) float 0/1 (antialiased, so fractional at the silhouette, when asked);
-    image (B, 3, H, W) float: interpolated colours x mask;
+    image (B, 3, H, W) float: interpolated colours x mask (+ background x (1 - mask));
     depth (B, 1, H, W) float: interpolated camera-space z (positive depth, model units) x mask;
     rast (B, H, W, 4): the raw rasterizer output (u, v, z/w, triangle_id + 1).
     """
@@ -62,13 +63,17 @@ class MeshRenderer:
         return self._rasterizer
 
     def render(self, geometry: FaceGeometry, triangles: torch.Tensor,
-               colors: Optional[torch.Tensor] = None) -> RenderOutput:
+               colors: Optional[torch.Tensor] = None,
+               background: Optional[torch.Tensor] = None) -> RenderOutput:
         """Render a batch.
 
         geometry: FaceGeometry whose ``camera`` (B, N, 3) camera-space vertices are drawn.
         triangles: (F, 3) int64 vertex indices: ``FaceModel.triangles`` for the full face,
             ``FaceModel.front_triangles`` for the crop-face mask (see the module docstring).
         colors: (B, N, 3) or (N, 3) per-vertex colours; default ``geometry.color`` (lit).
+        background: optional (B, 3, H, W) image shown where no triangle is (e.g. the photo):
+            composited before antialiasing, so silhouette pixels blend face and background
+            and their gradient tells the silhouette which way to move (nvdiffrast's recipe).
         Returns RenderOutput with (H, W) = (camera.height, camera.width).
         """
         vertices = geometry.camera
@@ -87,8 +92,18 @@ class MeshRenderer:
         mask = (rast[..., 3:4] > 0).to(values.dtype)
         image = values[..., :3] * mask
         depth = values[..., 3:4] * mask
+        if background is not None:
+            image = image + _channels_last(background, vertices.shape[0], rast.shape[1:3]) * (1.0 - mask)
         if self.antialias:
             blended = rasterizer.antialias(torch.cat([image, mask], dim=-1), rast, clip, triangles)
             image, mask = blended[..., :3], blended[..., 3:4]
         return RenderOutput(mask=mask.permute(0, 3, 1, 2), image=image.permute(0, 3, 1, 2),
                             depth=depth.permute(0, 3, 1, 2), rast=rast)
+
+
+def _channels_last(background: torch.Tensor, batch: int, size) -> torch.Tensor:
+    """(B, 3, H, W) background -> (B, H, W, 3), checked against the render's batch and size."""
+    if background.shape != (batch, 3, *size):
+        raise ValueError(f"background must be ({batch}, 3, {size[0]}, {size[1]}), "
+                         f"got {tuple(background.shape)}")
+    return background.permute(0, 2, 3, 1)
