@@ -87,6 +87,18 @@ def vertex_normals(vertices: torch.Tensor, triangles: torch.Tensor,
     return torch.nn.functional.normalize(summed, dim=-1)
 
 
+def front_triangle_flags(triangles: torch.Tensor, front_triangles: torch.Tensor) -> torch.Tensor:
+    """(F + 1,) bool indexed by a rasterizer's triangle id + 1 (0 = background): whether
+    that triangle of ``triangles`` is one of ``front_triangles`` (same vertices, any order).
+    With it one render of the whole mesh also gives the front-face mask."""
+    size = int(torch.cat([triangles, front_triangles]).max()) + 1   # vertex count bound
+    def keyed(tris: torch.Tensor) -> torch.Tensor:
+        ordered = tris.sort(dim=1).values
+        return (ordered[:, 0] * size + ordered[:, 1]) * size + ordered[:, 2]
+    flags = torch.isin(keyed(triangles), keyed(front_triangles))
+    return torch.cat([flags.new_zeros(1), flags])
+
+
 class FaceModel(torch.nn.Module):
     """A MorphableModel with the original's camera and lighting, as a torch module.
 
@@ -110,6 +122,7 @@ class FaceModel(torch.nn.Module):
         self.register_buffer("triangles", model.triangles.long())
         self.register_buffer("front_triangles", model.front_triangles.long())
         self.register_buffer("front_vertex_ids", model.front_vertex_ids.long())
+        self.register_buffer("front_triangle_flags", front_triangle_flags(self.triangles, self.front_triangles))
         self.register_buffer("point_buf", model.point_buf.long())
         self.register_buffer("landmark_ids", model.landmark_ids.long())
         self.register_buffer("skin_mask", model.skin_mask.bool())

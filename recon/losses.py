@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 
 from . import constants as C
 
@@ -70,6 +71,17 @@ def photo_attention(face_mask: torch.Tensor, skin_probability: Optional[torch.Te
     """
     mask = face_mask.detach()
     return mask if skin_probability is None else mask * skin_probability
+
+
+def silhouette_band(coverage: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) 0/1 coverage of a render -> (B, 1, H, W) 0/1: the pixels within one
+    pixel (8-neighbourhood) of its silhouette, on either side. Where a render is
+    antialiased over the photo these pixels carry the silhouette's gradient, also where the
+    photo's pixel is not skin (a face that spills over the background)."""
+    coverage = coverage.detach()
+    grown = F.max_pool2d(coverage, 3, stride=1, padding=1)
+    shrunk = -F.max_pool2d(-coverage, 3, stride=1, padding=1)
+    return grown - shrunk
 
 
 def _weighted_pixel_mean(values: torch.Tensor, weight: torch.Tensor, reduction: str) -> torch.Tensor:

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from recon import constants as C
-from recon.face_model import (FaceModel, rotation_derivatives, rotation_matrix, sh_basis, shade,
-                               vertex_normals)
+from recon.face_model import (FaceModel, front_triangle_flags, rotation_derivatives, rotation_matrix,
+                               sh_basis, shade, vertex_normals)
 from recon.morphable import MorphableModel, incident_triangles
 from recon.standard_landmarks import STANDARD_LANDMARKS_68
 from recon.types import Camera, Coeffs
@@ -146,3 +146,10 @@ def test_coeffs_vector_round_trip():
     torch.testing.assert_close(Coeffs.from_vector(small, sizes).to_vector(), small)
     with pytest.raises(ValueError):
         Coeffs.from_vector(torch.randn(2, 256))
+
+
+def test_front_triangle_flags_mark_the_front_triangles_by_rasterizer_id():
+    triangles = torch.tensor([[0, 1, 2], [1, 3, 2], [2, 3, 4], [4, 5, 2]])
+    front = torch.tensor([[2, 1, 3], [5, 2, 4]])     # the same triangles, other vertex order
+    flags = front_triangle_flags(triangles, front)
+    assert flags.tolist() == [False, False, True, False, True]   # index 0 = background

@@ -131,3 +131,13 @@ def test_bad_shapes_raise():
         L.landmark_loss(torch.zeros(1, 68, 2), torch.zeros(1, 67, 2))
     with pytest.raises(ValueError):
         L.gamma_loss(torch.zeros(1, 27), reduction="sum")
+
+
+def test_silhouette_band_is_the_ring_on_both_sides_of_the_outline():
+    coverage = torch.zeros(1, 1, 9, 9)
+    coverage[..., 3:6, 3:6] = 1.0
+    band = L.silhouette_band(coverage)
+    expected = torch.zeros(9, 9)
+    expected[2:7, 2:7] = 1.0
+    expected[4, 4] = 0.0                  # the one pixel whose whole neighbourhood is face
+    assert torch.equal(band[0, 0], expected)
