@@ -123,7 +123,8 @@ class _Level:
                  skin_full: Optional[torch.Tensor]):
         self.scale = scale
         self.camera = scaled_camera(face_model.camera, scale)
-        self.renderer = MeshRenderer(self.camera, backend=config.renderer_backend)
+        self.renderer = MeshRenderer(self.camera, backend=config.renderer_backend,
+                                     antialias=config.silhouette_weight is not None)
         size = (self.camera.height, self.camera.width)
         self.images = downsample(targets.images, size)
         self.skin = None if skin_full is None else downsample(skin_full, size)
@@ -136,8 +137,26 @@ def _skin_attention(images: torch.Tensor) -> torch.Tensor:
         return skin_probability_torch(images)[:, None]
 
 
-def _photometric(config: FitConfig, rendered, level: _Level) -> torch.Tensor:
-    attention = L.photo_attention(rendered.mask, level.skin)
+def _render_face(face_model, geometry, level: _Level, config: FitConfig):
+    """The render the photometric term compares, and its front-face mask (M, 1, h, w).
+
+    Without the silhouette term: the front triangles alone (the original's). With it: the
+    whole mesh antialiased over the photo, so pixels at the silhouette blend face and
+    photo; the front-face mask then comes from the triangle ids of the same render.
+    """
+    if config.silhouette_weight is None:
+        rendered = level.renderer.render(geometry, face_model.front_triangles)
+        return rendered, rendered.mask
+    rendered = level.renderer.render(geometry, face_model.triangles, background=level.images)
+    front = face_model.front_triangle_flags[rendered.rast[..., 3].long()]
+    return rendered, front[:, None].to(rendered.image.dtype)
+
+
+def _photometric(config: FitConfig, rendered, front: torch.Tensor, level: _Level) -> torch.Tensor:
+    attention = L.photo_attention(front, level.skin)
+    if config.silhouette_weight is not None:
+        coverage = (rendered.rast[..., 3:4] > 0).permute(0, 3, 1, 2).to(attention.dtype)
+        attention = torch.maximum(attention, config.silhouette_weight * L.silhouette_band(coverage))
     if level.outlier_keep is not None:
         attention = attention * level.outlier_keep
     if config.robust_scale is None:
@@ -146,11 +165,11 @@ def _photometric(config: FitConfig, rendered, level: _Level) -> torch.Tensor:
                                      scale=config.robust_scale, reduction="none")
 
 
-def _update_outliers(config: FitConfig, rendered, level: _Level) -> None:
+def _update_outliers(config: FitConfig, rendered, front: torch.Tensor, level: _Level) -> None:
     """Outlier mask: drop pixels whose residual exceeds k x the image's median face residual."""
     with torch.no_grad():
         residual = L.pixel_residual(rendered.image, level.images)
-        inside = rendered.mask > 0.5
+        inside = front > 0.5
         keep = torch.ones_like(residual)
         for b in range(residual.shape[0]):
             values = residual[b][inside[b]]
@@ -174,11 +193,11 @@ def _loss_terms(face_model, params: _Parameters, targets: FitTargets, level: _Le
     """Unweighted per-image terms (M,) of the current coefficients at one level."""
     coeffs = params.coeffs()
     geometry = face_model.compute(coeffs)
-    rendered = level.renderer.render(geometry, face_model.front_triangles)
+    rendered, front = _render_face(face_model, geometry, level, config)
     if refresh_outliers:
-        _update_outliers(config, rendered, level)
+        _update_outliers(config, rendered, front, level)
     terms = {
-        "color": _photometric(config, rendered, level),
+        "color": _photometric(config, rendered, front, level),
         "lm": L.landmark_loss(geometry.landmarks, targets.landmarks, reduction="none",
                               visibility=targets.landmark_visibility),
         "reg": _regularizers(params, coeffs, config),

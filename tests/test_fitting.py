@@ -141,6 +141,28 @@ def test_large_occluder_keeps_landmarks_outside_it(face_model):
     assert float(error[inside].mean()) < 3.0           # the prior carries the hidden ones
 
 
+def test_silhouette_term_finds_a_face_only_its_outline_shows():
+    """A flat-coloured face under ambient light over a dark background, landmarks hidden:
+    inside the face every position looks the same, only the outline tells where it is.
+    The original's interior-only term cannot move it; the silhouette term brings it back."""
+    flat = FaceModel(build_embedded_model(resolution=40), camera=SMALL_CAMERA)
+    flat.mean_albedo[:] = flat.mean_albedo.view(-1, 3).mean(0).repeat(flat.n_vertices)
+    truth = Coeffs.zeros(1, flat.coeff_sizes)
+    truth.gamma[:, [0, 9, 18]] = 0.2            # ambient (constant) light only
+    images, landmarks = _render(flat, truth, background=0.1)
+    start = truth.replace(trans=truth.trans + torch.tensor([[0.08, -0.05, 0.0]]))   # ~4 px off
+    hidden = FitTargets(images, landmarks, landmark_visibility=torch.zeros(1, 68))
+    errors = {}
+    for weight in (None, 0.5):
+        config = FitConfig(pyramid_scales=(0.5, 1.0), iterations=(30, 30), optimize=("trans",),
+                           silhouette_weight=weight, stop_rel_tol=-1.0)
+        result = fit_images(flat, hidden, start, config)
+        errors[weight] = float((result.coeffs.trans - truth.trans).norm())
+    start_error = float((start.trans - truth.trans).norm())
+    assert errors[None] == pytest.approx(start_error, rel=1e-3)
+    assert errors[0.5] < 0.15 * start_error
+
+
 def test_bad_targets_raise(face_model):
     with pytest.raises(ValueError, match="landmarks"):
         FitTargets(torch.zeros(2, 3, 8, 8), torch.zeros(1, 68, 2))
