@@ -33,6 +33,7 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,9 @@ from fitting import FitConfig, FitTargets, fit_images, fit_subject  # noqa: E402
 from recon import constants as C  # noqa: E402
 from recon.types import Coeffs  # noqa: E402
 
+# Coefficient groups --given can take from the truth: angle and trans are in the synthetic
+# photo's camera, not in the aligned crop's the fit works in.
+GIVEN_GROUPS = ("id", "exp", "tex", "gamma")
 METHODS = ("oracle: scan projected on id basis", "landmark init", "per-image fit", "mean id (init)", "confidence id (init)",
            "mean id (per-image fits)", "joint subject fit")
 
@@ -90,9 +94,18 @@ def noisy_targets(photos, sigma: float, seed: int, device) -> FitTargets:
     return FitTargets(images, torch.tensor(landmarks, dtype=torch.float32, device=device))
 
 
+def with_truth(data: Path, subject: str, photos, init: Coeffs, groups: tuple[str, ...]) -> Coeffs:
+    """``init`` with the generator's true values of ``groups`` for every photo."""
+    import scipy.io
+    truths = [scipy.io.loadmat(data / subject / "truth" / f"{p.path.stem}.mat") for p in photos]
+    return init.replace(**{g: torch.tensor(np.concatenate([t[g].reshape(1, -1) for t in truths]),
+                                           dtype=init.id.dtype, device=init.id.device) for g in groups})
+
+
 def evaluate_subject(data: Path, subject: str, reconstructor: Reconstructor, config: FitConfig,
-                     noise: float, seed: int, encoder=None) -> dict:
-    """All methods' per-photo NoW distances and the fit times for one subject."""
+                     noise: float, seed: int, encoder=None, given: tuple[str, ...] = ()) -> dict:
+    """All methods' per-photo NoW distances and the fit times for one subject; ``given``
+    groups take their true values, held fixed, in the per-image fit (a diagnostic)."""
     face_model = reconstructor.face_model
     photos, failed = prepare_photos(data / subject / "images", SubjectOptions())
     if failed:
@@ -103,7 +116,9 @@ def evaluate_subject(data: Path, subject: str, reconstructor: Reconstructor, con
     init = Coeffs.cat([reconstructor.coefficients([p]) for p in photos])
     timings = {}
     start = time.perf_counter()
-    per_image = fit_images(face_model, targets, init, config, encoder)
+    per_image_config = replace(config, optimize=tuple(g for g in config.optimize if g not in given))
+    per_image = fit_images(face_model, targets, with_truth(data, subject, photos, init, given),
+                           per_image_config, encoder)
     timings["per-image fit"] = time.perf_counter() - start
     confidence = aggregate_identity(face_model, init, targets.landmarks, AggregationConfig("confidence"))
     joint_start = init.replace(id=confidence.id.expand_as(init.id).clone(),
@@ -190,7 +205,9 @@ def table(results: dict[str, dict], args, elapsed: float) -> str:
     header = [
         f"Synthetic sets: {len(results)} subject(s) x {args.images} photos, seed {args.seed}, "
         f"embedded model (default resolution), detail {args.detail_mm} mm RMS, landmark noise "
-        f"{args.landmark_noise} px (224 crop); fit schedule {args.iters or 'default'} steps; "
+        f"{args.landmark_noise} px (224 crop); fit schedule {args.iters or 'default'} steps, silhouette "
+        f"weight {fit_config(args).silhouette_weight}; "
+        f"{'per-image fit given the true ' + ', '.join(args.given) + '; ' if args.given else ''}"
         f"total wall time {elapsed:.0f} s; {platform.processor() or platform.machine()}, "
         f"load average at the end {os.getloadavg()[0]:.1f}.",
         "",
@@ -198,6 +215,14 @@ def table(results: dict[str, dict], args, elapsed: float) -> str:
         "",
     ]
     return "\n".join(header + lines + per_subject + goals) + "\n"
+
+
+def fit_config(args) -> FitConfig:
+    config = FitConfig() if args.iters is None else FitConfig().with_total_iterations(args.iters)
+    if args.silhouette_weight is not None:
+        weight = None if args.silhouette_weight.lower() == "none" else float(args.silhouette_weight)
+        config = replace(config, silhouette_weight=weight)
+    return config
 
 
 def main(argv=None) -> int:
@@ -215,9 +240,20 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="markdown file to write")
     parser.add_argument("--identity", default="none", choices=("none", "dlib"),
                         help="add the identity-feature term (dlib's network) to both fits")
+    parser.add_argument("--silhouette-weight", default=None,
+                        help="fitting's silhouette weight, a number or 'none' for the original's "
+                             "interior-only photometric term (default: FitConfig's)")
+    parser.add_argument("--given", default="", metavar="GROUPS",
+                        help="diagnostic: comma-separated groups among " + ", ".join(GIVEN_GROUPS) +
+                             " that the per-image fit takes from the ground truth and keeps fixed "
+                             "(shows how much of its error each unknown causes)")
     parser.add_argument("--per-photo-csv", type=Path, default=None,
                         help="CSV of each photo's pose, occluder and per-photo medians")
     args = parser.parse_args(argv)
+    args.given = tuple(g for g in args.given.split(",") if g)
+    unknown = set(args.given) - set(GIVEN_GROUPS)
+    if unknown:
+        parser.error(f"--given: not among {GIVEN_GROUPS}: {sorted(unknown)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
@@ -228,7 +264,7 @@ def main(argv=None) -> int:
                                          detail_mm=args.detail_mm))
         subjects = sorted(json.loads((data / "synth.json").read_text())["subjects"])[:args.subjects]
         reconstructor = Reconstructor(ReconstructOptions(device=args.device))
-        config = FitConfig() if args.iters is None else FitConfig().with_total_iterations(args.iters)
+        config = fit_config(args)
         encoder = None
         if args.identity != "none":
             from recon.identity import load_identity_encoder
@@ -236,7 +272,7 @@ def main(argv=None) -> int:
         results = {}
         for index, subject in enumerate(subjects):
             results[subject] = evaluate_subject(data, subject, reconstructor, config,
-                                                args.landmark_noise, args.seed + index, encoder)
+                                                args.landmark_noise, args.seed + index, encoder, args.given)
             print(subject, {k: f"{v:.1f}s" for k, v in results[subject]["timings"].items()}, flush=True)
     text = table(results, args, time.perf_counter() - started)
     if args.per_photo_csv:
