@@ -4,7 +4,9 @@
 work); ``fit_subject`` fits one identity and one albedo shared by all images of a person,
 with expression, pose and lighting per image. Both minimise the losses of training
 (``recon.losses``, SPEC 5) through the differentiable renderer, coarse to fine over an
-image pyramid, with Adam and a stopping rule on relative improvement.
+image pyramid, with Adam and a stopping rule on relative improvement. Beyond the
+original, the photometric term can also see the face's outline (``silhouette_weight``,
+on by default; see ``fitting.config``).
 
 All images live in the face model's camera (the 224 aligned crop of the original); a
 pyramid level at scale s renders with a camera whose focal length and principal point are
@@ -123,8 +125,9 @@ class _Level:
                  skin_full: Optional[torch.Tensor]):
         self.scale = scale
         self.camera = scaled_camera(face_model.camera, scale)
-        self.renderer = MeshRenderer(self.camera, backend=config.renderer_backend,
-                                     antialias=config.silhouette_weight is not None)
+        self.renderer = MeshRenderer(self.camera, backend=config.renderer_backend)
+        self.silhouette_renderer = (None if config.silhouette_weight is None else
+                                    MeshRenderer(self.camera, backend=config.renderer_backend, antialias=True))
         size = (self.camera.height, self.camera.width)
         self.images = downsample(targets.images, size)
         self.skin = None if skin_full is None else downsample(skin_full, size)
@@ -137,17 +140,17 @@ def _skin_attention(images: torch.Tensor) -> torch.Tensor:
         return skin_probability_torch(images)[:, None]
 
 
-def _render_face(face_model, geometry, level: _Level, config: FitConfig):
+def _render_face(face_model, geometry, level: _Level):
     """The render the photometric term compares, and its front-face mask (M, 1, h, w).
 
     Without the silhouette term: the front triangles alone (the original's). With it: the
     whole mesh antialiased over the photo, so pixels at the silhouette blend face and
     photo; the front-face mask then comes from the triangle ids of the same render.
     """
-    if config.silhouette_weight is None:
+    if level.silhouette_renderer is None:
         rendered = level.renderer.render(geometry, face_model.front_triangles)
         return rendered, rendered.mask
-    rendered = level.renderer.render(geometry, face_model.triangles, background=level.images)
+    rendered = level.silhouette_renderer.render(geometry, face_model.triangles, background=level.images)
     front = face_model.front_triangle_flags[rendered.rast[..., 3].long()]
     return rendered, front[:, None].to(rendered.image.dtype)
 
@@ -193,7 +196,7 @@ def _loss_terms(face_model, params: _Parameters, targets: FitTargets, level: _Le
     """Unweighted per-image terms (M,) of the current coefficients at one level."""
     coeffs = params.coeffs()
     geometry = face_model.compute(coeffs)
-    rendered, front = _render_face(face_model, geometry, level, config)
+    rendered, front = _render_face(face_model, geometry, level)
     if refresh_outliers:
         _update_outliers(config, rendered, front, level)
     terms = {
