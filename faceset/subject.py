@@ -353,8 +353,9 @@ def overlay_grid(photos: list[PreparedPhoto], before, after) -> np.ndarray:
 def options_from_args(args) -> SubjectOptions:
     """SubjectOptions from the parsed ``reconstruct --subject`` / ``fit`` arguments."""
     from faceset.commands.reconstruct import options_from_args as reconstruct_options
+    fit = FitConfig(silhouette_weight=None) if getattr(args, "no_silhouette", False) else FitConfig()
     return SubjectOptions(reconstruct=reconstruct_options(args), iterations=getattr(args, "iters", None),
-                          identity_encoder=getattr(args, "identity", "none"),
+                          fit=fit, identity_encoder=getattr(args, "identity", "none"),
                           identity_weights=getattr(args, "arcface", None),
                           lpips=getattr(args, "lpips", False),
                           resume=getattr(args, "resume", False))

@@ -89,3 +89,14 @@ def test_lpips_without_the_extra_fails_before_fitting(tmp_path):
         pytest.skip("lpips is installed here")
     with pytest.raises(ImportError, match="faceset\\[lpips\\]"):
         refine_folder(tmp_path, tmp_path / "out", SubjectOptions(lpips=True), joint=True)
+
+
+def test_no_silhouette_option_selects_the_original_photometric_term():
+    from faceset.cli import build_parser
+    from faceset.subject import options_from_args
+    parser = build_parser()
+    default = options_from_args(parser.parse_args(["fit", "photos", "--out", "out"]))
+    original = options_from_args(parser.parse_args(["reconstruct", "photos", "--subject", "--out", "out",
+                                                    "--no-silhouette"]))
+    assert default.fit.silhouette_weight is not None
+    assert original.fit.silhouette_weight is None

@@ -36,6 +36,9 @@ def add_fit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arcface", type=Path, default=None,
                         help="insightface backbone.pth for --identity arcface "
                              "(default: $FACESET_ARCFACE)")
+    parser.add_argument("--no-silhouette", action="store_true",
+                        help="the original's photometric term only (the face's interior; by default "
+                             "the outline against the photo also counts)")
     parser.add_argument("--lpips", action="store_true",
                         help="add LPIPS before / after to fit_report.json (lpips extra; fetches "
                              "AlexNet weights at first use)")
