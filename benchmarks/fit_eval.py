@@ -206,7 +206,7 @@ def table(results: dict[str, dict], args, elapsed: float) -> str:
         f"Synthetic sets: {len(results)} subject(s) x {args.images} photos, seed {args.seed}, "
         f"embedded model (default resolution), detail {args.detail_mm} mm RMS, landmark noise "
         f"{args.landmark_noise} px (224 crop); fit schedule {args.iters or 'default'} steps, silhouette "
-        f"weight {fit_config(args).silhouette_weight}; "
+        f"weight {fit_config(args).silhouette_weight}{'; ' + ', '.join(args.set) if args.set else ''}; "
         f"{'per-image fit given the true ' + ', '.join(args.given) + '; ' if args.given else ''}"
         f"total wall time {elapsed:.0f} s; {platform.processor() or platform.machine()}, "
         f"load average at the end {os.getloadavg()[0]:.1f}.",
@@ -222,7 +222,26 @@ def fit_config(args) -> FitConfig:
     if args.silhouette_weight is not None:
         weight = None if args.silhouette_weight.lower() == "none" else float(args.silhouette_weight)
         config = replace(config, silhouette_weight=weight)
-    return config
+    return with_settings(config, args.set)
+
+
+def with_settings(config: FitConfig, settings: list[str]) -> FitConfig:
+    """``FIELD=VALUE`` overrides of FitConfig (``weights.NAME=VALUE`` for a loss weight);
+    values are Python literals: ``stop_rel_tol=0``, ``iterations=(160,60,40)``."""
+    import ast
+    fields, weights = {}, {}
+    for setting in settings:
+        name, sep, text = setting.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {setting!r}: expected FIELD=VALUE")
+        value = ast.literal_eval(text)
+        if name.startswith("weights."):
+            weights[name[len("weights."):]] = value
+        else:
+            fields[name] = value
+    if weights:
+        fields["weights"] = replace(config.weights, **weights)
+    return replace(config, **fields)
 
 
 def main(argv=None) -> int:
@@ -243,6 +262,9 @@ def main(argv=None) -> int:
     parser.add_argument("--silhouette-weight", default=None,
                         help="fitting's silhouette weight, a number or 'none' for the original's "
                              "interior-only photometric term (default: FitConfig's)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a FitConfig field for both fits, e.g. weights.reg_tex=100 "
+                             "or stop_rel_tol=0 (repeatable)")
     parser.add_argument("--given", default="", metavar="GROUPS",
                         help="diagnostic: comma-separated groups among " + ", ".join(GIVEN_GROUPS) +
                              " that the per-image fit takes from the ground truth and keeps fixed "
