@@ -46,7 +46,7 @@ FIT_EXP_PRIOR_WEIGHT = 16.0   # inner weight of the expression prior (training: 
 # do. Per-image NoW median vs the initialiser, fit_eval sets of 3 subjects x 8 photos,
 # seeds 0-2 (where 0.5 was chosen over 1 and 4) and 3-4 (held out):
 # without -27.8 / -24.9 / -15.5 / -32.1 / -22.7 %, with -28.7 / -26.5 / -17.6 / -33.1 / -26.7 %.
-# The largest-yaw photos gain most; it costs ~40 % more time per step.
+# The joint fit gains on three of the five seeds; a step costs ~50 % more time.
 SILHOUETTE_WEIGHT = 0.5
 
 
