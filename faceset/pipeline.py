@@ -2,8 +2,9 @@
 
 For every ``*.jpg|*.jpeg|*.png`` of a folder: 5 alignment points (``detections/<stem>.txt``
 when present, else from ``landmarks/<stem>.txt``, else dlib), the 224 crop, 68 landmarks
-(``landmarks/<stem>.txt`` when present, else dlib), coefficients (R-Net with a
-checkpoint, else the landmark initialiser + least-squares lighting), then per image:
+(``landmarks/<stem>.txt`` when present, else dlib; skipped when an R-Net checkpoint makes
+them unused), coefficients (R-Net with a checkpoint, else the landmark initialiser +
+least-squares lighting), then per image:
 
 - ``<stem>.obj``  posed world-space mesh with clipped lit vertex colours (SPEC 8)
 - ``<stem>.mat``  id, exp, tex, angle, gamma, trans (float32 (1, K)) and lm68 (crop, y-down)
@@ -127,14 +128,18 @@ class PhotoPreparer:
     """Detection / landmark files or a detector -> aligned crop and 68 landmarks.
 
     Models load on first need; see the module docstring for which source wins.
+    need_landmarks68: predict the 68 landmarks from the 5 points when no file or detector
+    gave them (dlib's predictor); off, such photos keep ``landmarks68 = None``.
     """
 
-    def __init__(self, face_index: int = 0, detector: str = "dlib", device: str = "cpu"):
+    def __init__(self, face_index: int = 0, detector: str = "dlib", device: str = "cpu",
+                 need_landmarks68: bool = True):
         if detector not in ("dlib", "insightface"):
             raise ValueError(f"unknown face detector {detector!r}: choose dlib or insightface")
         self.face_index = face_index
         self.detector_name = detector
         self.device = device
+        self.need_landmarks68 = need_landmarks68
         self._detector = None
         self._face_detector = None
 
@@ -167,12 +172,13 @@ class PhotoPreparer:
         else:
             five, landmarks68 = self._detect(image, path, detection_file)
             source = "dlib"
-        if landmarks68 is None:
+        if landmarks68 is None and self.need_landmarks68:
             landmarks68 = self.detector.landmarks68_from_five(image, five)
         aligned = align_face(image, five)
         return PreparedPhoto(path=path, crop=aligned.image, transform=aligned.transform,
                              five_points=aligned.landmarks,
-                             landmarks68=aligned.transform.to_crop(landmarks68), source=source)
+                             landmarks68=None if landmarks68 is None else aligned.transform.to_crop(landmarks68),
+                             source=source)
 
     def _detect(self, image, path: Path, detection_file: Path):
         faces = self.face_detector.detect_faces(image)
@@ -282,7 +288,9 @@ def reconstruct_folder(photo_dir: Path, out_dir: Path, options: ReconstructOptio
         return report
     out_dir.mkdir(parents=True, exist_ok=True)
     reconstructor = Reconstructor(options)
-    preparer = PhotoPreparer(options.face_index, options.detector, str(reconstructor.device))
+    # With R-Net the 68 landmarks are not used: do not load dlib's predictor for them.
+    preparer = PhotoPreparer(options.face_index, options.detector, str(reconstructor.device),
+                             need_landmarks68=reconstructor.rnet is None)
     progress = tqdm(total=len(todo), desc="reconstruct", unit="photo", disable=not show_progress)
     for start in range(0, len(todo), options.batch_size):
         prepared = []

@@ -10,7 +10,7 @@ import scipy.io
 from PIL import Image
 
 from faceset.cli import build_parser
-from faceset.pipeline import ReconstructOptions, output_paths, reconstruct_folder
+from faceset.pipeline import PhotoPreparer, ReconstructOptions, output_paths, reconstruct_folder
 from recon.io import read_obj
 from recon.preprocess.align import CropTransform
 
@@ -108,7 +108,6 @@ def test_checkpoint_path_writes_the_network_coefficients(photo_dir, tmp_path):
     """With a checkpoint in the original's layout, the .mat holds R-Net's output on the crop."""
     import torch
 
-    from faceset.pipeline import PhotoPreparer
     from recon.rnet import load_checkpoint
     from test_rnet_io import original_layout_state_dict
 
@@ -128,6 +127,17 @@ def test_checkpoint_path_writes_the_network_coefficients(photo_dir, tmp_path):
     mat = scipy.io.loadmat(out / "000002.mat")
     for group in ("id", "exp", "tex", "angle", "gamma", "trans"):
         np.testing.assert_allclose(mat[group][0], getattr(expected, group)[0].numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_preparer_without_68_landmarks_skips_dlibs_predictor(photo_dir):
+    """R-Net does not use the 68 points: a photo with a detections file is prepared
+    without loading dlib at all, and the crop is the same."""
+    lean = PhotoPreparer(need_landmarks68=False)
+    photo = lean.prepare(photo_dir / "000002.jpg")
+    assert photo.landmarks68 is None and lean._detector is None
+    full = PhotoPreparer().prepare(photo_dir / "000002.jpg")
+    assert full.landmarks68.shape == (68, 2)
+    np.testing.assert_array_equal(photo.crop, full.crop)
 
 
 def test_insightface_detector_is_optional(photo_dir, tmp_path):
