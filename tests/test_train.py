@@ -23,7 +23,7 @@ from recon.training.augment import (AugmentParams, augment, draw_params, transfo
                                     warp_image)
 from recon.training.checkpoint import LATEST_NAME
 from recon.training.data import FaceTrainingSet, discover, landmark_file_for, read_landmark_file
-from recon.training.loop import LOG_NAME, Trainer
+from recon.training.loop import CURVES_NAME, LOG_NAME, VAL_LOG_NAME, Trainer
 from recon.training.distributed import ProcessContext
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -239,6 +239,21 @@ def test_checkpoint_format_loads_strictly_and_resume_continues(tmp_path, photo_f
     assert {"all", "color", "lm", "reg", "gamma", "reflc", "seconds_per_iter"} <= set(log[-1])
     assert train(small_config(photo_folder, out, epochs=3), progress=False,
                  report=messages.append).iterations == 0
+
+
+def test_validation_pass_logs_every_epoch_and_draws_the_curves(tmp_path, photo_folder):
+    out = tmp_path / "ck"
+    result = train(small_config(photo_folder, out, epochs=2, val_dirs=[photo_folder]),
+                   progress=False, report=lambda t: None)
+    records = [json.loads(line) for line in (out / VAL_LOG_NAME).read_text().splitlines()]
+    assert [(r["epoch"], r["photos"]) for r in records] == [(1, 4), (2, 4)]
+    assert {"all", "color", "lm", "reg", "gamma", "reflc"} <= set(records[0])
+    assert all(np.isfinite(r["all"]) and r["all"] > 0 for r in records)
+    assert (out / CURVES_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the logged values are the loss of the saved network on the unaugmented photos
+    trainer = _trainer(photo_folder, tmp_path / "other", val_dirs=[photo_folder])
+    trainer.net.load_state_dict(load_checkpoint(result.checkpoint, arch="resnet18").state_dict())
+    assert trainer.validate()["all"] == pytest.approx(records[-1]["all"], rel=1e-4)
 
 
 def test_resume_rejects_another_backbone(tmp_path, photo_folder):

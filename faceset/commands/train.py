@@ -15,7 +15,8 @@ def register(subparsers) -> None:
                     "mask/<name> skin masks (computed when absent). Loss, optimiser, schedule "
                     "and augmentation are the original's. Writes CKPT_DIR/epoch_<N>.pth and "
                     "epoch_latest.pth in the original's checkpoint format, loss_log.jsonl and "
-                    "train_config.json; a CKPT_DIR with checkpoints resumes automatically. "
+                    "train_config.json (with --val also val_log.jsonl and loss_curves.png); "
+                    "a CKPT_DIR with checkpoints resumes automatically. "
                     "Several GPUs or machines: launch with torchrun "
                     "(torchrun --nproc-per-node N -m faceset train ...).")
     parser.add_argument("data_dirs", type=Path, nargs="+", metavar="DATA_DIR",
@@ -52,6 +53,9 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of init, order and augmentation")
     parser.add_argument("--log-every", type=int, default=100,
                         help="iterations per loss_log.jsonl line (default 100)")
+    parser.add_argument("--val", type=Path, nargs="+", default=[], metavar="VAL_DIR",
+                        help="photo folders (with landmarks/) scored after every epoch into "
+                             "val_log.jsonl, plotted with the training loss in loss_curves.png")
     parser.add_argument("--max-iters", type=int, default=None,
                         help="stop every epoch after this many iterations (smoke runs, timing)")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
@@ -69,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         arch=args.arch, augment=args.augment, weights=LossWeights(), identity=args.identity,
         arcface=args.arcface, bfm=args.bfm, init=args.init, device=args.device,
         renderer=args.renderer, workers=args.workers, seed=args.seed,
-        log_every=args.log_every, max_iters_per_epoch=args.max_iters)
+        log_every=args.log_every, max_iters_per_epoch=args.max_iters, val_dirs=list(args.val))
     result = train(config, progress=args.progress)
     if result.checkpoint is not None:
         losses = ", ".join(f"{k} {v:.4g}" for k, v in result.last_losses.items())

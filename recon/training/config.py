@@ -25,6 +25,8 @@ class TrainConfig:
     init: torchvision ImageNet ResNet weights for the backbone (the original's
     resnet50-0676ba61.pth; ``fc`` keys dropped); None = random init.
     max_iters_per_epoch: stop each epoch early (smoke runs and timing); None = full epochs.
+    val_dirs: photo folders scored after every epoch (no augmentation, the network in eval
+    mode, no gradient) into ``val_log.jsonl``; empty = no validation pass.
     """
 
     data_dirs: list[Path]
@@ -49,6 +51,7 @@ class TrainConfig:
     log_every: int = 100
     save_latest_every: int = 5000
     max_iters_per_epoch: Optional[int] = None
+    val_dirs: list[Path] = field(default_factory=list)
 
     def validate(self) -> "TrainConfig":
         if not self.data_dirs:
@@ -71,5 +74,5 @@ class TrainConfig:
     def to_dict(self) -> dict:
         """JSON-friendly copy (paths as strings), written to ``<out>/train_config.json``."""
         data = asdict(self)
-        return {k: ([str(p) for p in v] if k == "data_dirs" else
+        return {k: ([str(p) for p in v] if k in ("data_dirs", "val_dirs") else
                     str(v) if isinstance(v, Path) else v) for k, v in data.items()}

@@ -4,7 +4,10 @@ a JSONL loss log, checkpoints in the original's format, automatic resume.
 Files written to ``out`` (rank 0 only): ``train_config.json`` (the run's TrainConfig),
 ``loss_log.jsonl`` (one JSON object per ``log_every`` iterations: epoch, iteration, lr,
 seconds per iteration and the weighted terms averaged over the window, named as the
-original logs them), ``epoch_<N>.pth`` and ``epoch_latest.pth``.
+original logs them), ``epoch_<N>.pth`` and ``epoch_latest.pth``; with validation folders
+also ``val_log.jsonl`` (one object per epoch: the terms averaged over the validation
+photos) and ``loss_curves.png`` (training windows and validation epochs, redrawn after
+every epoch).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from recon.face_model import FaceModel
 from recon.models import load_model
-from recon.io import write_text_atomic
+from recon.io import write_atomic, write_text_atomic
 from recon.rnet import ReconNet
 
 from .checkpoint import (LATEST_NAME, checkpoint_state, load_training_state, resume_path,
@@ -33,6 +36,8 @@ from .distributed import ProcessContext, close_process, init_process, wrap_model
 from .objective import LOG_NAMES, HybridLoss
 
 LOG_NAME = "loss_log.jsonl"
+VAL_LOG_NAME = "val_log.jsonl"
+CURVES_NAME = "loss_curves.png"
 CONFIG_NAME = "train_config.json"
 
 
@@ -88,12 +93,48 @@ class LossLog:
         averages = {n: self.sums[n] / self.count for n in LOG_NAMES if n in self.sums}
         self.last = averages
         if self.path is not None:
-            record = {**context, "seconds_per_iter": seconds, **averages}
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
+            append_record(self.path, {**context, "seconds_per_iter": seconds, **averages})
         self.sums, self.count, self.started = {}, 0, time.perf_counter()
+
+
+def append_record(path: Path, record: dict) -> None:
+    """One JSON line appended with flush + fsync: a crash loses no finished record."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def loss_curves_png(train_records: list[dict], val_records: list[dict]) -> bytes:
+    """PNG bytes: the total loss of the training windows and of each validation pass
+    against epochs (log scale). Epochs, not iterations: they survive a resume."""
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    epoch_length: dict[int, int] = {}
+    for record in train_records:
+        epoch_length[record["epoch"]] = max(epoch_length.get(record["epoch"], 1), record["iter"])
+    figure, axis = plt.subplots(figsize=(7, 4), dpi=100)
+    axis.plot([r["epoch"] - 1 + r["iter"] / epoch_length[r["epoch"]] for r in train_records],
+              [r["all"] for r in train_records], label="training (window mean, augmented)",
+              linewidth=1.0)
+    axis.plot([r["epoch"] for r in val_records], [r["all"] for r in val_records], "o-",
+              label="validation (end of epoch)", linewidth=2.0)
+    axis.set_yscale("log")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("weighted total loss")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return buffer.getvalue()
 
 
 def train(config: TrainConfig, progress: bool = True,
@@ -120,6 +161,7 @@ class Trainer:
         self.report = report if context.is_main else (lambda text: None)
         self.out = Path(config.out)
         self.dataset = self._dataset()
+        self.validation = self._validation_set() if context.is_main else None
         torch.manual_seed(config.seed)  # the backbone's random init repeats for a seed
         self.face_model = load_face_model(config.bfm, context.device)
         self.net = self._network()
@@ -144,6 +186,17 @@ class Trainer:
             raise ValueError(f"{len(photos)} usable photos in {folders}: fewer than one batch of "
                              f"{self.batch_per_process} per process (lower --batch-size)")
         return FaceTrainingSet(photos, augment=self.config.augment, seed=self.config.seed)
+
+    def _validation_set(self) -> Optional[FaceTrainingSet]:
+        if not self.config.val_dirs:
+            return None
+        photos, skipped = discover(self.config.val_dirs)
+        if skipped:
+            self.report("validation: " + skipped_message(skipped))
+        if not photos:
+            folders = ", ".join(map(str, self.config.val_dirs))
+            raise ValueError(f"no validation photo with a landmarks/<stem>.txt file in {folders}")
+        return FaceTrainingSet(photos, augment=False, seed=self.config.seed)
 
     @property
     def batch_per_process(self) -> int:
@@ -202,6 +255,7 @@ class Trainer:
         log = LossLog(self.out / LOG_NAME if self.context.is_main else None)
         for epoch in range(self.first_epoch, config.epochs + 1):
             result.iterations += self._epoch(epoch, log, progress, result.iterations)
+            self._validate(epoch, progress)
             self.scheduler.step()  # before saving: sched_00 counts the finished epochs
             result.checkpoint = self._save(epoch)
             result.last_epoch = epoch
@@ -246,6 +300,33 @@ class Trainer:
         loss.total.backward()
         self.optimizer.step()
         return loss.logged()
+
+    @torch.no_grad()
+    def validate(self, progress: bool = False) -> dict[str, float]:
+        """The logged terms averaged over the validation photos (eval mode, no gradient)."""
+        from tqdm import tqdm
+
+        loader = DataLoader(self.validation, batch_size=self.batch_per_process, shuffle=False,
+                            num_workers=self.config.workers)
+        device = self.context.device
+        sums: dict[str, float] = {}
+        self.net.eval()
+        for batch in tqdm(loader, desc="validation", disable=not progress, leave=False):
+            images, skin, landmarks = (batch[k].to(device) for k in ("image", "mask", "landmarks"))
+            for name, value in self.loss(self.net, images, skin, landmarks).logged().items():
+                sums[name] = sums.get(name, 0.0) + value * len(images)
+        self.net.train()
+        return {name: total / len(self.validation) for name, total in sums.items()}
+
+    def _validate(self, epoch: int, progress: bool) -> None:
+        """Main process only (the others go on to the next epoch and wait for it at its
+        first gradient exchange): one val_log.jsonl line and fresh loss curves."""
+        if self.validation is None:
+            return
+        record = {"epoch": epoch, "photos": len(self.validation), **self.validate(progress)}
+        append_record(self.out / VAL_LOG_NAME, record)
+        write_atomic(self.out / CURVES_NAME, loss_curves_png(read_records(self.out / LOG_NAME),
+                                                             read_records(self.out / VAL_LOG_NAME)))
 
     def _save_latest(self) -> None:
         if self.context.is_main:
