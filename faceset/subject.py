@@ -32,7 +32,7 @@ from aggregation import AggregationConfig, aggregate_identity, neutral_coeffs
 from faceset.pipeline import (PhotoPreparer, PreparedPhoto, ReconstructOptions, Reconstructor,
                               discover_photos, neutral_coeffs as canonical_coeffs, write_photo_outputs)
 from fitting import FitConfig, FitResult, FitTargets, fit_images, fit_subject
-from recon.io import obj_text, read_coeffs_mat, write_atomic, write_coeffs_mat, write_png
+from recon.io import figure_png, obj_text, read_coeffs_mat, write_atomic, write_coeffs_mat, write_png
 from recon.types import Coeffs
 
 TEXTURE_SIZE = 512
@@ -309,12 +309,10 @@ def perceptual_distances(photos: list[PreparedPhoto], render, device: torch.devi
 
 def loss_plot_png(history: list[dict]) -> bytes:
     """PNG bytes of the weighted loss terms per step (log scale), levels marked."""
-    import io
+    from matplotlib.figure import Figure
 
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    figure, axis = plt.subplots(figsize=(7, 4), dpi=100)
+    figure = Figure(figsize=(7, 4), dpi=100)
+    axis = figure.subplots()
     steps = np.arange(len(history))
     names = [k for k in history[0] if k not in ("level", "scale")] if history else []
     for name in names:
@@ -328,10 +326,7 @@ def loss_plot_png(history: list[dict]) -> bytes:
     axis.set_ylabel("weighted loss (mean per image)")
     axis.legend(fontsize=8, ncol=2)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    return buffer.getvalue()
+    return figure_png(figure)
 
 
 def overlay_grid(photos: list[PreparedPhoto], before, after) -> np.ndarray:

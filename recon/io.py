@@ -72,6 +72,14 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def figure_png(figure) -> bytes:
+    """PNG bytes of a ``matplotlib.figure.Figure`` (built without pyplot, so no global
+    backend or figure registry is touched and nothing needs closing)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
 def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
     """A PNG written atomically (see ``png_bytes``)."""
     write_atomic(path, png_bytes(image))

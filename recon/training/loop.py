@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from recon.face_model import FaceModel
 from recon.models import load_model
-from recon.io import write_atomic, write_text_atomic
+from recon.io import figure_png, write_atomic, write_text_atomic
 from recon.rnet import ReconNet
 
 from .checkpoint import (LATEST_NAME, checkpoint_state, load_training_state, resume_path,
@@ -112,15 +112,13 @@ def read_records(path: Path) -> list[dict]:
 def loss_curves_png(train_records: list[dict], val_records: list[dict]) -> bytes:
     """PNG bytes: the total loss of the training windows and of each validation pass
     against epochs (log scale). Epochs, not iterations: they survive a resume."""
-    import io
+    from matplotlib.figure import Figure
 
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     epoch_length: dict[int, int] = {}
     for record in train_records:
         epoch_length[record["epoch"]] = max(epoch_length.get(record["epoch"], 1), record["iter"])
-    figure, axis = plt.subplots(figsize=(7, 4), dpi=100)
+    figure = Figure(figsize=(7, 4), dpi=100)
+    axis = figure.subplots()
     axis.plot([r["epoch"] - 1 + r["iter"] / epoch_length[r["epoch"]] for r in train_records],
               [r["all"] for r in train_records], label="training (window mean, augmented)",
               linewidth=1.0)
@@ -131,10 +129,7 @@ def loss_curves_png(train_records: list[dict], val_records: list[dict]) -> bytes
     axis.set_ylabel("weighted total loss")
     axis.legend(fontsize=8)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    return buffer.getvalue()
+    return figure_png(figure)
 
 
 def train(config: TrainConfig, progress: bool = True,
