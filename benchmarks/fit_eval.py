@@ -165,7 +165,7 @@ def per_photo_rows(data: Path, subject: str, photos, distances: dict) -> list[di
     return rows
 
 
-def table(results: dict[str, dict], args, elapsed: float) -> str:
+def table(results: dict[str, dict], args, config: FitConfig, elapsed: float) -> str:
     pooled = {m: pooled_statistics([d for r in results.values() for d in r["distances"][m]])
               for m in METHODS}
     base = pooled["landmark init"]["median"]
@@ -206,7 +206,7 @@ def table(results: dict[str, dict], args, elapsed: float) -> str:
         f"Synthetic sets: {len(results)} subject(s) x {args.images} photos, seed {args.seed}, "
         f"embedded model (default resolution), detail {args.detail_mm} mm RMS, landmark noise "
         f"{args.landmark_noise} px (224 crop); fit schedule {args.iters or 'default'} steps, silhouette "
-        f"weight {fit_config(args).silhouette_weight}{'; ' + ', '.join(args.set) if args.set else ''}; "
+        f"weight {config.silhouette_weight}{'; ' + ', '.join(args.set) if args.set else ''}; "
         f"{'per-image fit given the true ' + ', '.join(args.given) + '; ' if args.given else ''}"
         f"total wall time {elapsed:.0f} s; {platform.processor() or platform.machine()}, "
         f"load average at the end {os.getloadavg()[0]:.1f}.",
@@ -296,7 +296,7 @@ def main(argv=None) -> int:
             results[subject] = evaluate_subject(data, subject, reconstructor, config,
                                                 args.landmark_noise, args.seed + index, encoder, args.given)
             print(subject, {k: f"{v:.1f}s" for k, v in results[subject]["timings"].items()}, flush=True)
-    text = table(results, args, time.perf_counter() - started)
+    text = table(results, args, config, time.perf_counter() - started)
     if args.per_photo_csv:
         import pandas as pd
         from recon.io import write_atomic
