@@ -1,4 +1,5 @@
-"""The training and fitting losses of the original (SPEC 5), plus a robust photometric term.
+"""The training and fitting losses of the original (SPEC 5), plus a robust photometric term
+and a log-contrast photometric term for fitting.
 
 Every loss takes batch-first tensors and returns either the original's batch reduction (a
 0-d tensor, ``reduction="batch"``) or one value per image (``reduction="none"``, (B,)),
@@ -13,6 +14,7 @@ long as prediction and target agree; faceset uses y-down).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Optional
 
@@ -37,6 +39,7 @@ class LossWeights:
     reg_id: float = C.W_REG_ID
     reg_exp: float = C.W_REG_EXP
     reg_tex: float = C.W_REG_TEX
+    contrast: float = 0.0  # beyond the original (``contrast_loss``): fitting only
 
 
 def _check_reduction(reduction: str) -> None:
@@ -131,6 +134,51 @@ def robust_photometric_loss(pred: torch.Tensor, target: torch.Tensor, attention:
     return _weighted_pixel_mean(values, attention, reduction)
 
 
+# Floor added before the log in ``log_contrast``: keeps the log of near-black pixels (hair,
+# shadow, sensor noise of about 0.01) from dominating the term.
+LOG_CONTRAST_FLOOR = 0.02
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(B, C, H, W) -> the same, blurred by a Gaussian of std ``sigma`` pixels (separable,
+    3 sigma radius, edges replicated)."""
+    if sigma <= 0:
+        raise ValueError(f"blur sigma must be positive, got {sigma}")
+    radius = max(1, int(math.ceil(3 * sigma)))
+    taps = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
+    kernel = torch.exp(-taps ** 2 / (2 * sigma ** 2))
+    kernel = kernel / kernel.sum()
+    channels = images.shape[1]
+    rows = F.pad(images, (radius, radius, 0, 0), mode="replicate")
+    rows = F.conv2d(rows, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
+    columns = F.pad(rows, (0, 0, radius, radius), mode="replicate")
+    return F.conv2d(columns, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+
+
+def log_contrast(images: torch.Tensor, sigma: float, floor: float = LOG_CONTRAST_FLOOR) -> torch.Tensor:
+    """(B, 3, H, W) RGB in [0, 1] -> g - blur(g, sigma) with g = log(images + floor).
+
+    A photo is albedo x shading per channel; in the log the product is a sum, and taking
+    away a wide blur removes what varies slowly over the face: a global gain (albedo and
+    light trade it exactly) and smooth albedo or brightness fields. What stays is the
+    relative shading that the shape's normals make, dark pixels counted by their ratios.
+    """
+    logs = torch.log(images.clamp(min=0.0) + floor)
+    return logs - gaussian_blur(logs, sigma)
+
+
+def contrast_loss(pred_contrast: torch.Tensor, target_contrast: torch.Tensor, attention: torch.Tensor,
+                  scale: float = 0.1, reduction: str = "batch") -> torch.Tensor:
+    """Robust distance between the ``log_contrast`` images of a render and of the photo:
+    sum(rho(e) * A) / max(sum A, 1), e the per-pixel colour distance of the two contrast
+    images (log units: 0.1 is about a 10 % brightness ratio), rho as ``robust_penalty``.
+    Returns 0-d or (B,)."""
+    _check_reduction(reduction)
+    _check_images(pred_contrast, target_contrast, attention)
+    values = robust_penalty(pixel_residual(pred_contrast, target_contrast), scale)
+    return _weighted_pixel_mean(values, attention, reduction)
+
+
 def landmark_weights(n_landmarks: int = 68, device=None, dtype=torch.float32) -> torch.Tensor:
     """(68,) weights: 20 on 0-based 28-30 (nose ridge) and 60-67 (inner mouth), else 1."""
     weights = torch.ones(n_landmarks, device=device, dtype=dtype)
@@ -217,7 +265,7 @@ def identity_loss(pred_features: torch.Tensor, target_features: torch.Tensor,
 
 def total_loss(terms: dict[str, torch.Tensor], weights: LossWeights = LossWeights()) -> torch.Tensor:
     """Weighted sum of the unweighted terms present in ``terms`` (keys: color, lm, feat, reg,
-    gamma, reflc; any shape that broadcasts). The reg term already holds its inner weights."""
+    gamma, reflc, contrast; any shape that broadcasts). The reg term already holds its inner weights."""
     known = {f.name for f in fields(weights)}
     unknown = set(terms) - known
     if unknown:

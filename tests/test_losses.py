@@ -141,3 +141,43 @@ def test_silhouette_band_is_the_ring_on_both_sides_of_the_outline():
     expected[2:7, 2:7] = 1.0
     expected[4, 4] = 0.0                  # the one pixel whose whole neighbourhood is face
     assert torch.equal(band[0, 0], expected)
+
+
+def test_gaussian_blur_matches_scipy_with_replicated_edges():
+    from scipy.ndimage import gaussian_filter
+    image = np.random.default_rng(3).random((2, 3, 20, 17))
+    for sigma in (1.5, 2.0):
+        ours = L.gaussian_blur(torch.tensor(image), sigma).numpy()
+        reference = gaussian_filter(image, sigma=(0, 0, sigma, sigma), mode="nearest", truncate=3.0)
+        np.testing.assert_allclose(ours, reference, atol=1e-12)
+
+
+def test_log_contrast_ignores_a_gain_and_a_smooth_field_but_not_shading():
+    rng = np.random.default_rng(4)
+    image = torch.tensor(rng.uniform(0.2, 0.8, (1, 3, 40, 40)))
+    contrast = L.log_contrast(image, 3.0, floor=0.0)
+    # a global gain (the exact albedo-light trade) is a constant in the log
+    torch.testing.assert_close(L.log_contrast(2.5 * image, 3.0, floor=0.0), contrast, rtol=0, atol=1e-12)
+    # exp(linear) is linear in the log, and a Gaussian blur keeps a linear function (away
+    # from the replicated edges)
+    yy, xx = torch.meshgrid(torch.arange(40.0, dtype=torch.float64), torch.arange(40.0, dtype=torch.float64),
+                            indexing="ij")
+    field = torch.exp(0.02 * xx - 0.01 * yy)
+    inner = (..., slice(10, 30), slice(10, 30))
+    torch.testing.assert_close(L.log_contrast(image * field, 3.0, floor=0.0)[inner], contrast[inner],
+                               rtol=0, atol=1e-12)
+    # a local change of brightness (shading of a bump) is not taken away
+    bump = 1 + 0.3 * torch.exp(-((xx - 20) ** 2 + (yy - 20) ** 2) / 8.0)
+    assert float((L.log_contrast(image * bump, 3.0, floor=0.0) - contrast)[inner].abs().max()) > 0.1
+
+
+def test_contrast_loss_is_zero_on_equal_images_and_its_gradient_matches_finite_differences():
+    rng = np.random.default_rng(5)
+    target = torch.tensor(rng.uniform(0.1, 0.9, (1, 3, 8, 8)))
+    attention = torch.tensor(rng.uniform(0, 1, (1, 1, 8, 8)))
+    target_contrast = L.log_contrast(target, 1.0)
+    floor_value = 0.1 * np.log1p(np.sqrt(C.PHOTO_EPS) / 0.1)   # rho of the eps inside the root
+    assert float(L.contrast_loss(target_contrast, target_contrast, attention)) == pytest.approx(floor_value)
+    pred = torch.tensor(rng.uniform(0.1, 0.9, (1, 3, 8, 8)), requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda p: L.contrast_loss(L.log_contrast(p, 1.0), target_contrast, attention, reduction="none"), (pred,))
