@@ -206,7 +206,8 @@ def table(results: dict[str, dict], args, config: FitConfig, elapsed: float) -> 
         f"Synthetic sets: {len(results)} subject(s) x {args.images} photos, seed {args.seed}, "
         f"embedded model (default resolution), detail {args.detail_mm} mm RMS, landmark noise "
         f"{args.landmark_noise} px (224 crop); fit schedule {args.iters or 'default'} steps, silhouette "
-        f"weight {config.silhouette_weight}{'; ' + ', '.join(args.set) if args.set else ''}; "
+        f"weight {config.silhouette_weight}, contrast weight {config.weights.contrast} (blur "
+        f"{config.contrast_sigma} px){'; ' + ', '.join(args.set) if args.set else ''}; "
         f"{'per-image fit given the true ' + ', '.join(args.given) + '; ' if args.given else ''}"
         f"total wall time {elapsed:.0f} s; {platform.processor() or platform.machine()}, "
         f"load average at the end {os.getloadavg()[0]:.1f}.",

@@ -21,7 +21,7 @@ A photo that cannot be used (no face, unreadable) is reported and the rest are f
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -116,7 +116,6 @@ def _targets(photos: list[PreparedPhoto], device: torch.device) -> FitTargets:
 
 
 def _fit_config(options: SubjectOptions) -> FitConfig:
-    from dataclasses import replace
     config = replace(options.fit, renderer_backend=options.reconstruct.backend,
                      show_progress=options.show_progress)
     return config if options.iterations is None else config.with_total_iterations(options.iterations)
@@ -348,7 +347,11 @@ def overlay_grid(photos: list[PreparedPhoto], before, after) -> np.ndarray:
 def options_from_args(args) -> SubjectOptions:
     """SubjectOptions from the parsed ``reconstruct --subject`` / ``fit`` arguments."""
     from faceset.commands.reconstruct import options_from_args as reconstruct_options
-    fit = FitConfig(silhouette_weight=None) if getattr(args, "no_silhouette", False) else FitConfig()
+    fit = FitConfig()
+    if getattr(args, "no_silhouette", False):
+        fit = replace(fit, silhouette_weight=None)
+    if getattr(args, "no_contrast", False):
+        fit = replace(fit, weights=replace(fit.weights, contrast=0.0))
     return SubjectOptions(reconstruct=reconstruct_options(args), iterations=getattr(args, "iters", None),
                           fit=fit, identity_encoder=getattr(args, "identity", "none"),
                           identity_weights=getattr(args, "arcface", None),

@@ -5,8 +5,10 @@ work); ``fit_subject`` fits one identity and one albedo shared by all images of 
 with expression, pose and lighting per image. Both minimise the losses of training
 (``recon.losses``, SPEC 5) through the differentiable renderer, coarse to fine over an
 image pyramid, with Adam and a stopping rule on relative improvement. Beyond the
-original, the photometric term can also see the face's outline (``silhouette_weight``,
-on by default; see ``fitting.config``).
+original, the photometric term can also see the face's outline (``silhouette_weight``),
+and a log-contrast term compares the shading of render and photo independently of
+their overall brightness (``weights.contrast``); both on by default, see
+``fitting.config``.
 
 All images live in the face model's camera (the 224 aligned crop of the original); a
 pyramid level at scale s renders with a camera whose focal length and principal point are
@@ -65,8 +67,8 @@ class FitTargets:
 class FitResult:
     """coeffs (M, ...): fitted coefficients (detached); history: one dict per step with the
     level, its scale and the mean per-image weighted terms (total, color, lm, reg, gamma,
-    reflc[, feat]); final_loss (M,): each image's total at the last step; iterations (per
-    level, steps run); seconds: wall time."""
+    reflc[, contrast][, feat]); final_loss (M,): each image's total at the last step;
+    iterations (per level, steps run); seconds: wall time."""
 
     coeffs: Coeffs
     history: list[dict] = field(default_factory=list)
@@ -132,6 +134,10 @@ class _Level:
         self.images = downsample(targets.images, size)
         self.skin = None if skin_full is None else downsample(skin_full, size)
         self.outlier_keep: Optional[torch.Tensor] = None
+        # The contrast blur is in pixels of the 224 crop; a coarse level blurs proportionally less.
+        self.contrast_sigma = config.contrast_sigma * scale
+        self.contrast = (L.log_contrast(self.images, self.contrast_sigma)
+                         if config.weights.contrast > 0 else None)
 
 
 def _skin_attention(images: torch.Tensor) -> torch.Tensor:
@@ -148,7 +154,9 @@ def _render_face(face_model, geometry, level: _Level):
     photo; the front-face mask then comes from the triangle ids of the same render.
     """
     if level.silhouette_renderer is None:
-        rendered = level.renderer.render(geometry, face_model.front_triangles)
+        # Over the photo, so that the contrast term's blur sees the same surroundings in
+        # render and photo; the colour term looks inside the mask only.
+        rendered = level.renderer.render(geometry, face_model.front_triangles, background=level.images)
         return rendered, rendered.mask
     rendered = level.silhouette_renderer.render(geometry, face_model.triangles, background=level.images)
     front = face_model.front_triangle_flags[rendered.rast[..., 3].long()]
@@ -166,6 +174,15 @@ def _photometric(config: FitConfig, rendered, front: torch.Tensor, level: _Level
         return L.photometric_loss(rendered.image, level.images, attention, reduction="none")
     return L.robust_photometric_loss(rendered.image, level.images, attention,
                                      scale=config.robust_scale, reduction="none")
+
+
+def _contrast(rendered, front: torch.Tensor, level: _Level) -> torch.Tensor:
+    """The log-contrast term over the face's interior pixels (skin-weighted, outliers out)."""
+    attention = L.photo_attention(front, level.skin)
+    if level.outlier_keep is not None:
+        attention = attention * level.outlier_keep
+    return L.contrast_loss(L.log_contrast(rendered.image, level.contrast_sigma), level.contrast, attention,
+                           reduction="none")
 
 
 def _update_outliers(config: FitConfig, rendered, front: torch.Tensor, level: _Level) -> None:
@@ -207,6 +224,8 @@ def _loss_terms(face_model, params: _Parameters, targets: FitTargets, level: _Le
         "gamma": L.gamma_loss(coeffs.gamma, reduction="none"),
         "reflc": L.reflectance_loss(geometry.albedo, face_model.skin_mask, reduction="none"),
     }
+    if level.contrast is not None:
+        terms["contrast"] = _contrast(rendered, front, level)
     if identity is not None:
         encoder, target_features = identity
         full = level.renderer.render(geometry, face_model.triangles)

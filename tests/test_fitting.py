@@ -3,6 +3,8 @@
 A 112-pixel camera (the original's at half scale) and the embedded model at its coarsest
 resolution keep these fast."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -57,6 +59,7 @@ def _posed_error(face_model, a, b):
     return float((wa - wb).norm(dim=-1)[:, face_model.skin_mask].mean())
 
 
+NO_CONTRAST = replace(FitConfig().weights, contrast=0.0)
 EXACT = FitConfig(pyramid_scales=(0.5, 1.0), iterations=(40, 50), robust_scale=None,
                   use_skin_attention=False, stop_rel_tol=-1.0,
                   weights=LossWeights(reg=1e-6, reflc=0.0, gamma=0.0))
@@ -155,12 +158,37 @@ def test_silhouette_term_finds_a_face_only_its_outline_shows():
     errors = {}
     for weight in (None, 0.5):
         config = FitConfig(pyramid_scales=(0.5, 1.0), iterations=(30, 30), optimize=("trans",),
-                           silhouette_weight=weight, stop_rel_tol=-1.0)
+                           silhouette_weight=weight, stop_rel_tol=-1.0, weights=NO_CONTRAST)
         result = fit_images(flat, hidden, start, config)
         errors[weight] = float((result.coeffs.trans - truth.trans).norm())
     start_error = float((start.trans - truth.trans).norm())
     assert errors[None] == pytest.approx(start_error, rel=1e-3)
     assert errors[0.5] < 0.15 * start_error
+
+
+def test_contrast_term_alone_brings_a_shaded_face_back(face_model):
+    """Colour term off, landmarks hidden: the log-contrast images of render and photo alone
+    pull a face that starts about 4 px off back to where the photo's shading shows it."""
+    truth = _truth(face_model, 1, seed=13)
+    images, landmarks = _render(face_model, truth)
+    start = truth.replace(trans=truth.trans + torch.tensor([[0.08, -0.05, 0.0]]))
+    hidden = FitTargets(images, landmarks, landmark_visibility=torch.zeros(1, 68))
+    config = FitConfig(pyramid_scales=(0.5, 1.0), iterations=(30, 30), optimize=("trans",),
+                       silhouette_weight=None, stop_rel_tol=-1.0, use_skin_attention=False,
+                       weights=replace(NO_CONTRAST, color=0.0, contrast=2.0))
+    result = fit_images(face_model, hidden, start, config)
+    assert "contrast" in result.history[0]
+    error = float((result.coeffs.trans - truth.trans).norm())
+    assert error < 0.2 * float((start.trans - truth.trans).norm())
+
+
+def test_contrast_term_is_in_the_history_unless_switched_off(face_model):
+    truth = _truth(face_model, 1, seed=14)
+    images, landmarks = _render(face_model, truth)
+    for weights, present in ((FitConfig().weights, True), (NO_CONTRAST, False)):
+        config = FitConfig(pyramid_scales=(0.5,), iterations=(2,), weights=weights)
+        result = fit_images(face_model, FitTargets(images, landmarks), truth, config)
+        assert ("contrast" in result.history[0]) == present
 
 
 def test_bad_targets_raise(face_model):

@@ -91,12 +91,13 @@ def test_lpips_without_the_extra_fails_before_fitting(tmp_path):
         refine_folder(tmp_path, tmp_path / "out", SubjectOptions(lpips=True), joint=True)
 
 
-def test_no_silhouette_option_selects_the_original_photometric_term():
+def test_no_silhouette_and_no_contrast_options_select_the_original_objective():
     from faceset.cli import build_parser
     from faceset.subject import options_from_args
     parser = build_parser()
     default = options_from_args(parser.parse_args(["fit", "photos", "--out", "out"]))
     original = options_from_args(parser.parse_args(["reconstruct", "photos", "--subject", "--out", "out",
-                                                    "--no-silhouette"]))
-    assert default.fit.silhouette_weight is not None
-    assert original.fit.silhouette_weight is None
+                                                    "--no-silhouette", "--no-contrast"]))
+    assert default.fit.silhouette_weight is not None and default.fit.weights.contrast > 0
+    assert original.fit.silhouette_weight is None and original.fit.weights.contrast == 0
+    assert options_from_args(parser.parse_args(["fit", "photos", "--out", "out", "--no-contrast"])).fit.silhouette_weight

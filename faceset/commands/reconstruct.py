@@ -39,6 +39,9 @@ def add_fit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-silhouette", action="store_true",
                         help="the original's photometric term only (the face's interior; by default "
                              "the outline against the photo also counts)")
+    parser.add_argument("--no-contrast", action="store_true",
+                        help="without the log-contrast term (shading compared independently of the "
+                             "overall brightness; with --no-silhouette: the original's objective)")
     parser.add_argument("--lpips", action="store_true",
                         help="add LPIPS before / after to fit_report.json (lpips extra; fetches "
                              "AlexNet weights at first use)")
