@@ -140,19 +140,29 @@ LOG_CONTRAST_FLOOR = 0.02
 
 
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """(B, C, H, W) -> the same, blurred by a Gaussian of std ``sigma`` pixels (separable,
-    3 sigma radius, edges replicated)."""
+    """(..., H, W) -> the same, blurred by a Gaussian of std ``sigma`` pixels (3 sigma
+    radius, edges replicated). Each axis is one product with a banded (size x size)
+    matrix: on the CPU far faster than a depthwise convolution with a wide kernel."""
+    height, width = images.shape[-2:]
+    rows = _blur_matrix(height, sigma, images.device, images.dtype)
+    columns = _blur_matrix(width, sigma, images.device, images.dtype)
+    return rows.T @ (images @ columns)
+
+
+def _blur_matrix(size: int, sigma: float, device, dtype) -> torch.Tensor:
+    """(size, size) M with (x @ M)[j] = sum_t kernel[t] x[clamp(j + t)]: a 1-D Gaussian
+    blur whose taps beyond an edge fall on the edge pixel."""
     if sigma <= 0:
         raise ValueError(f"blur sigma must be positive, got {sigma}")
     radius = max(1, int(math.ceil(3 * sigma)))
-    taps = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
-    kernel = torch.exp(-taps ** 2 / (2 * sigma ** 2))
+    offsets = torch.arange(-radius, radius + 1, device=device)
+    kernel = torch.exp(-offsets.to(dtype) ** 2 / (2 * sigma ** 2))
     kernel = kernel / kernel.sum()
-    channels = images.shape[1]
-    rows = F.pad(images, (radius, radius, 0, 0), mode="replicate")
-    rows = F.conv2d(rows, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
-    columns = F.pad(rows, (0, 0, radius, radius), mode="replicate")
-    return F.conv2d(columns, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+    output = torch.arange(size, device=device)[:, None].expand(size, offsets.numel())
+    source = (output + offsets).clamp(0, size - 1)
+    matrix = torch.zeros(size, size, device=device, dtype=dtype)
+    matrix.index_put_((source.reshape(-1), output.reshape(-1)), kernel.repeat(size), accumulate=True)
+    return matrix
 
 
 def log_contrast(images: torch.Tensor, sigma: float, floor: float = LOG_CONTRAST_FLOOR) -> torch.Tensor:
