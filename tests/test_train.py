@@ -236,6 +236,7 @@ def test_checkpoint_format_loads_strictly_and_resume_continues(tmp_path, photo_f
         "epoch_1.pth", "epoch_2.pth", "epoch_3.pth", LATEST_NAME]
     log = [json.loads(line) for line in (out / LOG_NAME).read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 1, 2, 2, 3, 3]
+    assert [r["total_iters"] for r in log] == [1, 2, 3, 4, 5, 6]   # counted on across the resume
     assert {"all", "color", "lm", "reg", "gamma", "reflc", "seconds_per_iter"} <= set(log[-1])
     assert train(small_config(photo_folder, out, epochs=3), progress=False,
                  report=messages.append).iterations == 0

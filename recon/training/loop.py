@@ -227,6 +227,12 @@ class Trainer:
         self.report(f"resuming from {path}: {state.finished_epochs} epoch(s) done")
         return state.finished_epochs
 
+    def _steps_done(self) -> int:
+        """Adam steps taken so far, resumed runs included: the optimiser state of the
+        original's checkpoint counts them, so the log's total_iters continue on resume."""
+        steps = [state["step"] for state in self.optimizer.state.values() if "step" in state]
+        return int(max(steps)) if steps else 0
+
     def _loader(self, epoch: int) -> DataLoader:
         self.dataset.set_epoch(epoch)
         sampler = DistributedSampler(self.dataset, num_replicas=self.context.world_size,
@@ -248,8 +254,9 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             write_text_atomic(self.out / CONFIG_NAME, json.dumps(config.to_dict(), indent=2))
         log = LossLog(self.out / LOG_NAME if self.context.is_main else None)
+        steps_before = self._steps_done()
         for epoch in range(self.first_epoch, config.epochs + 1):
-            result.iterations += self._epoch(epoch, log, progress, result.iterations)
+            result.iterations += self._epoch(epoch, log, progress, steps_before + result.iterations)
             self._validate(epoch, progress)
             self.scheduler.step()  # before saving: sched_00 counts the finished epochs
             result.checkpoint = self._save(epoch)
