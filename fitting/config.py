@@ -63,8 +63,8 @@ SILHOUETTE_WEIGHT = 0.5
 # -28.9 %; weight 3 with sigma 16 -29.1 %; the term alone, without the colour term -26.5 %.
 # Chosen: weight 2, sigma 16. Seven seeds (3-6 held out): -33.9 / -30.0 / -23.0 / -36.9 /
 # -29.2 / -23.3 / -26.9 % (mean -29.0 %; without the term -24.9 %); the joint fit gains on
-# six of the seven;
-# a joint fit takes about 25 % longer (more steps before the stopping rule ends a level).
+# six of the seven and takes about 20 % longer (more steps before the stopping rule ends a
+# level).
 CONTRAST_WEIGHT = 2.0
 CONTRAST_SIGMA = 16.0  # pixels of the 224 crop
 
