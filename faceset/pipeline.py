@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from recon import constants as C
 from recon.face_model import FaceModel
-from recon.models import load_model
+from recon.models import load_face_model
 from recon.io import write_coeffs_mat, write_npy, write_obj, write_png
 from recon.landmark_fit import estimate_lighting, fit_landmarks
 from recon.preprocess.align import CropTransform, align_face, open_rgb
@@ -107,11 +107,6 @@ def this_process_share(photos: list[Path]) -> list[Path]:
     if not 0 <= rank < world:
         raise ValueError(f"RANK={rank} is outside WORLD_SIZE={world}")
     return photos[rank::world]
-
-
-def load_face_model(bfm: Optional[Path], device: torch.device) -> FaceModel:
-    """BFM09 from the user's files, else the embedded procedural model, on ``device``."""
-    return FaceModel(load_model(bfm)).to(device)
 
 
 def discover_photos(folder: Path) -> list[Path]:

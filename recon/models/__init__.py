@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from typing import Optional
 
+import torch
+
+from ..face_model import FaceModel
 from ..morphable import MorphableModel
 
 
@@ -15,3 +18,8 @@ def load_model(bfm: Optional[str | os.PathLike] = None) -> MorphableModel:
         return load_bfm(bfm)
     from .procedural import build_embedded_model
     return build_embedded_model()
+
+
+def load_face_model(bfm: Optional[str | os.PathLike], device: torch.device) -> FaceModel:
+    """``load_model(bfm)`` as a FaceModel (the original's camera and lighting) on ``device``."""
+    return FaceModel(load_model(bfm)).to(device)

@@ -23,8 +23,7 @@ from typing import Callable, Optional
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from recon.face_model import FaceModel
-from recon.models import load_model
+from recon.models import load_face_model
 from recon.io import figure_png, write_atomic, write_text_atomic
 from recon.rnet import ReconNet
 
@@ -51,11 +50,6 @@ class TrainResult:
     iterations: int
     last_losses: dict[str, float] = field(default_factory=dict)
     checkpoint: Optional[Path] = None
-
-
-def load_face_model(bfm: Optional[Path], device: torch.device) -> FaceModel:
-    """BFM09 from the user's files, else the embedded procedural model, on ``device``."""
-    return FaceModel(load_model(bfm)).to(device)
 
 
 def load_imagenet_backbone(net: ReconNet, path: Path) -> None:
