@@ -163,13 +163,17 @@ def _render_face(face_model, geometry, level: _Level):
     return rendered, front[:, None].to(rendered.image.dtype)
 
 
+def _without_outliers(attention: torch.Tensor, level: _Level) -> torch.Tensor:
+    """Pixel weights with the outlier mask's dropped pixels at zero (when there is one)."""
+    return attention if level.outlier_keep is None else attention * level.outlier_keep
+
+
 def _photometric(config: FitConfig, rendered, front: torch.Tensor, level: _Level) -> torch.Tensor:
     attention = L.photo_attention(front, level.skin)
     if config.silhouette_weight is not None:
         coverage = (rendered.rast[..., 3:4] > 0).permute(0, 3, 1, 2).to(attention.dtype)
         attention = torch.maximum(attention, config.silhouette_weight * L.silhouette_band(coverage))
-    if level.outlier_keep is not None:
-        attention = attention * level.outlier_keep
+    attention = _without_outliers(attention, level)
     if config.robust_scale is None:
         return L.photometric_loss(rendered.image, level.images, attention, reduction="none")
     return L.robust_photometric_loss(rendered.image, level.images, attention,
@@ -178,9 +182,7 @@ def _photometric(config: FitConfig, rendered, front: torch.Tensor, level: _Level
 
 def _contrast(rendered, front: torch.Tensor, level: _Level) -> torch.Tensor:
     """The log-contrast term over the face's interior pixels (skin-weighted, outliers out)."""
-    attention = L.photo_attention(front, level.skin)
-    if level.outlier_keep is not None:
-        attention = attention * level.outlier_keep
+    attention = _without_outliers(L.photo_attention(front, level.skin), level)
     return L.contrast_loss(L.log_contrast(rendered.image, level.contrast_sigma), level.contrast, attention,
                            reduction="none")
 
