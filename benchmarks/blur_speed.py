@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from core_speed import median_seconds  # benchmarks/: the script's own folder
 from recon.io import write_atomic
 from recon.losses import gaussian_blur
 
@@ -43,13 +42,7 @@ def median_ms(blur, images: torch.Tensor, sigma: float, repeats: int) -> float:
     def step():
         images.grad = None
         blur(images, sigma).square().sum().backward()
-    step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    return 1000 * median_seconds(step, repeats)
 
 
 def main() -> None:
