@@ -35,13 +35,12 @@ from recon.face_model import FaceModel
 from recon.models import load_face_model
 from recon.io import write_coeffs_mat, write_npy, write_obj, write_png
 from recon.landmark_fit import estimate_lighting, fit_landmarks
-from recon.preprocess.align import CropTransform, align_face, open_rgb
+from recon.preprocess.align import PHOTO_SUFFIXES, CropTransform, align_face, open_rgb
 from recon.preprocess.detect import five_points_from_68
 from recon.preprocess.detections import (detection_path_for, landmark_file_for, read_detections,
                                         read_landmark_file)
 from recon.types import Coeffs, FaceGeometry
 
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 OUTPUT_SUFFIXES = (".obj", ".mat", "_canonical.obj", "_canonical_lmk7.npy", "_transform.json", ".png")
 DETECTION_COLOR = (0, 0, 255)     # the original draws the input 5 points in blue
 LANDMARK_COLOR = (255, 0, 0)      # and the predicted 68 in red

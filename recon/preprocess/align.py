@@ -316,6 +316,9 @@ def align_face(image, landmarks: np.ndarray, mask=None,
     return AlignedFace(image=crop, landmarks=crop_landmarks, transform=transform, mask=mask_crop)
 
 
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")  # the files of a folder that are taken as photos
+
+
 def open_rgb(path: str | os.PathLike) -> Image.Image:
     """Open an image file as RGB, with one clear error naming the file."""
     try:

@@ -30,13 +30,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from recon.preprocess.align import align_face, open_rgb
+from recon.preprocess.align import PHOTO_SUFFIXES, align_face, open_rgb
 from recon.preprocess.detections import LANDMARK_FOLDER, landmark_file_for, read_landmark_file
 from recon.preprocess.skin import skin_mask_image
 
 from .augment import augment, draw_params
 
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 MASK_FOLDER = "mask"
 
 
