@@ -314,3 +314,9 @@ def test_imagenet_init_loads_the_backbone_without_fc(tmp_path, photo_folder):
         assert torch.equal(value, reference.state_dict()[name])
     with pytest.raises(FileNotFoundError, match="ImageNet"):
         _trainer(photo_folder, tmp_path / "ck", init=tmp_path / "absent.pth")
+    # an unreadable file and another backbone's weights: one error naming the file
+    (tmp_path / "junk.pth").write_bytes(b"not a torch file")
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), tmp_path / "resnet50.pth")
+    for bad in ("junk.pth", "resnet50.pth"):
+        with pytest.raises(ValueError, match=bad):
+            _trainer(photo_folder, tmp_path / "ck", init=tmp_path / bad)

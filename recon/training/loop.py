@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from recon.models import load_face_model
-from recon.io import figure_png, write_atomic, write_text_atomic
+from recon.io import figure_png, read_torch_file, write_atomic, write_text_atomic
 from recon.rnet import ReconNet
 
 from .checkpoint import (LATEST_NAME, checkpoint_state, load_training_state, resume_path,
@@ -57,10 +57,10 @@ def load_imagenet_backbone(net: ReconNet, path: Path) -> None:
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path} is missing: it is torchvision's ImageNet weights "
                                 f"file (resnet50-0676ba61.pth for resnet50)")
+    state = read_torch_file(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
         net.backbone.load_state_dict({k: v for k, v in state.items() if "fc" not in k})
-    except Exception as err:
+    except (AttributeError, RuntimeError) as err:
         raise ValueError(f"{path}: not torchvision weights for this backbone ({err})") from err
 
 
