@@ -64,6 +64,9 @@ GIVEN_GROUPS = ("id", "exp", "tex", "gamma")
 METHODS = ("oracle: scan projected on id basis", "landmark init", "per-image fit", "mean id (init)", "confidence id (init)",
            "mean id (per-image fits)", "joint subject fit")
 
+PLOTTED_METHODS = ("oracle: scan projected on id basis", "landmark init", "per-image fit",
+                   "mean id (per-image fits)", "joint subject fit")
+
 
 def neutral_mesh_mm(face_model, id_row: torch.Tensor) -> tuple[TriangleMesh, np.ndarray]:
     """Neutral canonical mesh (mm) of one id (1, K) and its 7 NoW landmarks (7, 3)."""
@@ -330,6 +333,8 @@ def main(argv=None) -> int:
                              "(shows how much of its error each unknown causes)")
     parser.add_argument("--per-photo-csv", type=Path, default=None,
                         help="CSV of each photo's pose, occluder and per-photo medians")
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="PNG of the methods' cumulative error curves (NoW's figure), pooled")
     args = parser.parse_args(argv)
     args.given = tuple(g for g in args.given.split(",") if g)
     unknown = set(args.given) - set(GIVEN_GROUPS)
@@ -368,6 +373,10 @@ def main(argv=None) -> int:
         from recon.io import write_atomic
         frame = pd.DataFrame([{"seed": seed, **row} for (seed, _), r in results.items() for row in r["per_photo"]])
         write_atomic(args.per_photo_csv, frame.to_csv(index=False, float_format="%.4f").encode())
+    if args.plot:
+        from evaluation.plots import plot_cumulative_errors
+        plot_cumulative_errors({m: np.concatenate([d for r in results.values() for d in r["distances"][m]])
+                                for m in PLOTTED_METHODS}, args.plot, max_mm=3.0)
     command = "python benchmarks/fit_eval.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = f"## Fitting on synthetic photo sets (NoW protocol)\n\nCommand: `{command}`\n\n" + text
     print(text)
