@@ -173,9 +173,14 @@ def per_photo_rows(data: Path, subject: str, photos, distances: dict) -> list[di
     return rows
 
 
-def pooled(results: dict, methods=METHODS) -> dict[str, dict]:
-    """Pooled statistics of each method over all photos of ``results`` (any subset)."""
-    return {m: pooled_statistics([d for r in results.values() for d in r["distances"][m]]) for m in methods}
+def photo_distances(results: dict, method: str) -> list[np.ndarray]:
+    """One method's per-photo distance arrays over all subjects of ``results`` (any subset)."""
+    return [d for r in results.values() for d in r["distances"][method]]
+
+
+def pooled(results: dict) -> dict[str, dict]:
+    """Pooled statistics of each method over all photos of ``results``."""
+    return {m: pooled_statistics(photo_distances(results, m)) for m in METHODS}
 
 
 def change(value: float, base: float) -> float:
@@ -375,8 +380,8 @@ def main(argv=None) -> int:
         write_atomic(args.per_photo_csv, frame.to_csv(index=False, float_format="%.4f").encode())
     if args.plot:
         from evaluation.plots import plot_cumulative_errors
-        plot_cumulative_errors({m: np.concatenate([d for r in results.values() for d in r["distances"][m]])
-                                for m in PLOTTED_METHODS}, args.plot, max_mm=3.0)
+        plot_cumulative_errors({m: np.concatenate(photo_distances(results, m)) for m in PLOTTED_METHODS},
+                               args.plot, max_mm=3.0)
     command = "python benchmarks/fit_eval.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = f"## Fitting on synthetic photo sets (NoW protocol)\n\nCommand: `{command}`\n\n" + text
     print(text)
