@@ -190,7 +190,7 @@ class PhotoPreparer:
         if len(faces) <= self.face_index and self.detector_name == "mediapipe":
             faces, source = self.detector.detect_faces(image), "dlib (fallback)"
         if len(faces) <= self.face_index:
-            raise ValueError(f"{path}: {len(faces)} face(s) found, face {self.face_index} asked "
+            raise ValueError(f"{path}: {len(faces)} face(s) found ({source}), face {self.face_index} asked "
                              f"for (and no {detection_file.name} in {detection_file.parent})")
         return faces[self.face_index], source
 
