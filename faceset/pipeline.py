@@ -4,8 +4,9 @@ For every ``*.jpg|*.jpeg|*.png`` of a folder: 5 alignment points (``detections/<
 when present, else from ``landmarks/<stem>.txt``, else the detector: mediapipe by default,
 dlib where mediapipe finds no face), the 224 crop, 68 landmarks (``landmarks/<stem>.txt``
 when present, else the detector's, else dlib's predictor in the 5 points' box; skipped when
-an R-Net checkpoint makes them unused), mediapipe's 478 dense points when it ran, coefficients (R-Net with a checkpoint, else the landmark initialiser +
-least-squares lighting), then per image:
+an R-Net checkpoint makes them unused), mediapipe's 478 dense points when it ran,
+coefficients (R-Net with a checkpoint, else the landmark initialiser + least-squares
+lighting), then per image:
 
 - ``<stem>.obj``  posed world-space mesh with clipped lit vertex colours (SPEC 8)
 - ``<stem>.mat``  id, exp, tex, angle, gamma, trans (float32 (1, K)) and lm68 (crop, y-down)
