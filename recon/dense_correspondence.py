@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import math
 import os
 from pathlib import Path
 from typing import Optional, Sequence
