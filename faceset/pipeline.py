@@ -1,10 +1,12 @@
 """The per-image ``reconstruct`` job: photos in, the original's outputs (and more) out.
 
 For every ``*.jpg|*.jpeg|*.png`` of a folder: 5 alignment points (``detections/<stem>.txt``
-when present, else from ``landmarks/<stem>.txt``, else dlib), the 224 crop, 68 landmarks
-(``landmarks/<stem>.txt`` when present, else dlib; skipped when an R-Net checkpoint makes
-them unused), coefficients (R-Net with a checkpoint, else the landmark initialiser +
-least-squares lighting), then per image:
+when present, else from ``landmarks/<stem>.txt``, else the detector: mediapipe by default,
+dlib where mediapipe finds no face), the 224 crop, 68 landmarks (``landmarks/<stem>.txt``
+when present, else the detector's, else dlib's predictor in the 5 points' box; skipped when
+an R-Net checkpoint makes them unused), mediapipe's 478 dense points when it ran,
+coefficients (R-Net with a checkpoint, else the landmark initialiser + least-squares
+lighting), then per image:
 
 - ``<stem>.obj``  posed world-space mesh with clipped lit vertex colours (SPEC 8)
 - ``<stem>.mat``  id, exp, tex, angle, gamma, trans (float32 (1, K)) and lm68 (crop, y-down)
@@ -41,6 +43,7 @@ from recon.preprocess.detections import (detection_path_for, landmark_file_for, 
                                         read_landmark_file)
 from recon.types import Coeffs, FaceGeometry
 
+DETECTORS = ("mediapipe", "dlib", "insightface")
 OUTPUT_SUFFIXES = (".obj", ".mat", "_canonical.obj", "_canonical_lmk7.npy", "_transform.json", ".png")
 DETECTION_COLOR = (0, 0, 255)     # the original draws the input 5 points in blue
 LANDMARK_COLOR = (255, 0, 0)      # and the predicted 68 in red
@@ -56,7 +59,7 @@ class ReconstructOptions:
     backend: str = "auto"               # renderer backend
     arch: str = "resnet50"
     face_index: int = 0                 # with several faces: 0 = the largest, 1 = next...
-    detector: str = "dlib"              # or "insightface" (optional extra, downloads models)
+    detector: str = "mediapipe"         # or "dlib", or "insightface" (optional extra, downloads models)
 
 
 @dataclass
@@ -67,8 +70,9 @@ class PreparedPhoto:
     crop: np.ndarray                       # (224, 224, 3) uint8 RGB
     transform: CropTransform
     five_points: np.ndarray                # (5, 2) the alignment points
-    landmarks68: Optional[np.ndarray]      # (68, 2) from landmarks/<stem>.txt or dlib
+    landmarks68: Optional[np.ndarray]      # (68, 2) from landmarks/<stem>.txt or the detector
     source: str                            # where the 5 points came from
+    landmarks_dense: Optional[np.ndarray] = None   # (478, 2) mediapipe's, when it ran
 
     @property
     def stem(self) -> str:
@@ -126,10 +130,10 @@ class PhotoPreparer:
     gave them (dlib's predictor); off, such photos keep ``landmarks68 = None``.
     """
 
-    def __init__(self, face_index: int = 0, detector: str = "dlib", device: str = "cpu",
+    def __init__(self, face_index: int = 0, detector: str = "mediapipe", device: str = "cpu",
                  need_landmarks68: bool = True):
-        if detector not in ("dlib", "insightface"):
-            raise ValueError(f"unknown face detector {detector!r}: choose dlib or insightface")
+        if detector not in DETECTORS:
+            raise ValueError(f"unknown face detector {detector!r}: choose one of {', '.join(DETECTORS)}")
         self.face_index = face_index
         self.detector_name = detector
         self.device = device
@@ -146,12 +150,16 @@ class PhotoPreparer:
 
     @property
     def face_detector(self):
-        """dlib's detector, or insightface's when asked for (imported only then)."""
+        """dlib's detector, or mediapipe's / insightface's when asked for (imported only then)."""
         if self.detector_name == "dlib":
             return self.detector
         if self._face_detector is None:
-            from recon.preprocess.insightface_detect import InsightFaceConfig, InsightFaceDetector
-            self._face_detector = InsightFaceDetector(InsightFaceConfig(device=self.device))
+            if self.detector_name == "mediapipe":
+                from recon.preprocess.mediapipe_detect import MediaPipeDetector
+                self._face_detector = MediaPipeDetector()
+            else:
+                from recon.preprocess.insightface_detect import InsightFaceConfig, InsightFaceDetector
+                self._face_detector = InsightFaceDetector(InsightFaceConfig(device=self.device))
         return self._face_detector
 
     def prepare(self, path: Path) -> PreparedPhoto:
@@ -159,28 +167,33 @@ class PhotoPreparer:
         landmark_file = landmark_file_for(path)
         landmarks68 = read_landmark_file(landmark_file) if landmark_file.is_file() else None
         detection_file = detection_path_for(path)
+        dense = None
         if detection_file.is_file():
             five, source = read_detections(detection_file), "detections file"
         elif landmarks68 is not None:
             five, source = five_points_from_68(landmarks68), "landmark file"
         else:
-            five, landmarks68 = self._detect(image, path, detection_file)
-            source = "dlib"
+            face, source = self._detect(image, path, detection_file)
+            five, landmarks68, dense = face.five_points, face.landmarks68, face.landmarks_dense
         if landmarks68 is None and self.need_landmarks68:
             landmarks68 = self.detector.landmarks68_from_five(image, five)
         aligned = align_face(image, five)
+        to_crop = aligned.transform.to_crop
         return PreparedPhoto(path=path, crop=aligned.image, transform=aligned.transform,
                              five_points=aligned.landmarks,
-                             landmarks68=None if landmarks68 is None else aligned.transform.to_crop(landmarks68),
-                             source=source)
+                             landmarks68=None if landmarks68 is None else to_crop(landmarks68),
+                             source=source, landmarks_dense=None if dense is None else to_crop(dense))
 
     def _detect(self, image, path: Path, detection_file: Path):
-        faces = self.face_detector.detect_faces(image)
+        """The asked-for face and where it came from; mediapipe falls back to dlib when it
+        finds too few faces (small faces in large photos, which its short-range detector misses)."""
+        faces, source = self.face_detector.detect_faces(image), self.detector_name
+        if len(faces) <= self.face_index and self.detector_name == "mediapipe":
+            faces, source = self.detector.detect_faces(image), "dlib (fallback)"
         if len(faces) <= self.face_index:
-            raise ValueError(f"{path}: {len(faces)} face(s) found, face {self.face_index} asked "
+            raise ValueError(f"{path}: {len(faces)} face(s) found ({source}), face {self.face_index} asked "
                              f"for (and no {detection_file.name} in {detection_file.parent})")
-        face = faces[self.face_index]
-        return face.five_points, face.landmarks68
+        return faces[self.face_index], source
 
 
 class Reconstructor:

@@ -21,9 +21,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="rasterizer backend (default: nvdiffrast on CUDA when installed, else torch)")
     parser.add_argument("--face", type=int, default=0, dest="face_index",
                         help="with several faces in a photo: 0 = the largest (default), 1 = the next...")
-    parser.add_argument("--detector", default="dlib", choices=("dlib", "insightface"),
-                        help="face detector for photos without a detection file: dlib (default, "
-                             "offline) or insightface (extra; downloads its models at first use)")
+    parser.add_argument("--detector", default="mediapipe", choices=("mediapipe", "dlib", "insightface"),
+                        help="face detector for photos without a detection file: mediapipe (default, "
+                             "offline, 478 dense points; dlib where it finds no face), dlib (offline) "
+                             "or insightface (extra; downloads its models at first use)")
     parser.add_argument("--overwrite", action="store_true", help="redo photos whose outputs exist")
 
 

@@ -49,12 +49,15 @@ class DetectorConfig:
 @dataclass
 class Detection:
     """One face. box: (left, top, right, bottom) float pixels, y-down (dlib's inclusive
-    corners); score: HOG detector score (NaN for a box that was given, not detected);
-    landmarks68: (68, 2) float64 y-down pixels, iBUG 300-W order."""
+    corners); score: the detector's score (NaN for a box that was given, or a detector that
+    reports none); landmarks68: (68, 2) float64 y-down pixels, iBUG 300-W order;
+    landmarks_dense: (478, 2) float64 y-down pixels in mediapipe's face-mesh order, or None
+    for detectors without dense points."""
 
     box: tuple[float, float, float, float]
     score: float
     landmarks68: np.ndarray = field(repr=False)
+    landmarks_dense: Optional[np.ndarray] = field(default=None, repr=False)
 
     @property
     def area(self) -> float:
