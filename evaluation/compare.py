@@ -211,6 +211,8 @@ class Comparison:
         present |= {ref.challenge for ref in self.references}
         order = [c for c in CHALLENGES if c in present]
         order += sorted(c for c in present if c not in CHALLENGES and c != "all")
+        if len(order) == 1 and "all" in present:
+            return ["all"]  # one challenge: its columns would repeat "all" (the caption names it)
         return order + (["all"] if "all" in present else [])
 
     def statistics(self) -> list[str]:
@@ -268,7 +270,9 @@ class Comparison:
         return buffer.getvalue()
 
     def caption(self) -> str:
-        text = (f"{PROTOCOL_NAMES.get(self.protocol, self.protocol)} on {self.dataset}; errors in mm; "
+        only = {c for r in self.results for c in r.statistics} - {"all"}
+        scope = f" (all = its one challenge, {next(iter(only))})" if self.challenges() == ["all"] and len(only) == 1 else ""
+        text = (f"{PROTOCOL_NAMES.get(self.protocol, self.protocol)} on {self.dataset}{scope}; errors in mm; "
                 f"rank by {' '.join(RANK_BY.get(self.protocol, ('all', 'median')))} among the "
                 "measured rows only.")
         if self.references:

@@ -38,6 +38,17 @@ def find_browser() -> str | None:
     return next((path for path in map(shutil.which, BROWSER_NAMES) if path), None)
 
 
+def browser_available() -> str:
+    """Why the browser tests cannot run here ("" when they can)."""
+    if find_browser() is None:
+        return ("no Chromium binary (Debian: apt-get install chromium; or set FACESET_CHROMIUM)")
+    try:
+        import websocket  # noqa: F401
+    except ImportError:
+        return "websocket-client is not installed (pip install \"faceset[test]\")"
+    return ""
+
+
 class Browser:
     """One headless Chromium with one page; use as a context manager."""
 
