@@ -26,7 +26,8 @@ Layout under ``--out``: ``<method>/`` is a ``faceset evaluate`` run (``run.json`
 ``<method>_computed_distances.npy``, per-image CSV) with ``predictions/`` (NoW layout),
 ``runs/<subject>/`` (the pipeline's own outputs) and ``failures.json`` (photos the
 pipeline could not use, with the reason: counted, named, never dropped silently);
-``imagepaths.txt`` (the photos scored); ``comparison/`` (``faceset compare`` of all methods).
+``imagepaths.txt`` (the photos scored); ``comparison/`` (``faceset compare`` of all methods);
+``report.html`` (the table, its figures, the failures and links to the subject reports).
 """
 
 from __future__ import annotations
@@ -389,7 +390,7 @@ def run_benchmark(dataset: Path, methods: list[str], out: Path, options: Benchma
     log(f"benchmark: {len(photos)} photos of {len(set(p.subject for p in photos))} subject(s), "
         f"methods {', '.join(methods)}")
     bench = Benchmark(photos, out, options)
-    outcomes = {}
+    outcomes, subject_reports = {}, []
     for method in methods:
         outcome = bench.run(method)
         method_dir = out / method
@@ -399,7 +400,7 @@ def run_benchmark(dataset: Path, methods: list[str], out: Path, options: Benchma
              "seconds": round(outcome.seconds, 2), "failed": outcome.failed}, indent=1).encode())
         score_method(dataset, listing, method_dir, method, quiet=not options.show_progress)
         if method == "subject":
-            subject_error_reports(dataset, method_dir, bench.subjects)
+            subject_reports = subject_error_reports(dataset, method_dir, bench.subjects)
         log(f"{method}: {len(outcome.predicted)} of {len(photos)} photos predicted in {outcome.seconds:.1f} s"
             + (f"; FAILED on {len(outcome.failed)}: " + ", ".join(
                 f"{k} ({v})" for k, v in list(outcome.failed.items())[:10])
@@ -409,6 +410,10 @@ def run_benchmark(dataset: Path, methods: list[str], out: Path, options: Benchma
 
     comparison = compare_runs([out / m for m in methods])
     comparison.write(out / "comparison")
+    from faceset.report import write_benchmark_report
+
+    write_benchmark_report(out, comparison, subject_reports, {m: o.failed for m, o in outcomes.items()},
+                           title=f"faceset benchmark on {Path(dataset).resolve().name}")
     log(comparison.to_markdown())
     shutil.rmtree(out / "staging", ignore_errors=True)
     return outcomes

@@ -125,6 +125,9 @@ def test_quick_benchmark_end_to_end(benchmark_run, capsys):
         assert frame.loc[method, "missing or failed"] == 1 and frame.loc[method, "scored"] == 4
     assert (out / "comparison" / "comparison.md").is_file()
     assert (out / "comparison" / "cumulative_errors.png").is_file()
+    index = (out / "report.html").read_text()
+    assert fetched_urls(index) == [] and "blank.png" in index
+    assert 'href="subject/runs/subject_000/report.html"' in index
     report = out / "subject" / "runs" / "subject_000" / "report.html"
     page = report.read_text()
     assert fetched_urls(page) == [] and 'id="show-error"' in page

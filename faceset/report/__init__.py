@@ -254,3 +254,39 @@ def write_folder_report(out_dir: str | Path, name: str = "subject",
     return write_report(out_dir / "report.html", title or f"faceset report: {out_dir.name}", mesh,
                         photos=photos, loss_curves=losses.read_bytes() if losses.is_file() else None,
                         summary=summary, failed=fit.get("failed") or None, notes=notes)
+
+
+def write_benchmark_report(out_dir: str | Path, comparison, subject_reports: list[Path],
+                           failures: dict[str, dict[str, str]], title: str = "faceset benchmark") -> Path:
+    """``<out_dir>/report.html``: the comparison table, its figures, the photos each method
+    could not use, and links to the subjects' own reports (relative, so the folder can move).
+
+    comparison: an ``evaluation.compare.Comparison``; failures: method -> {photo: reason}.
+    """
+    from recon.io import write_atomic
+
+    out_dir = Path(out_dir)
+    frame = comparison.frame()
+    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
+             f"</title><style>{STYLE} table.results td, table.results th {{ padding: 2px 8px; "
+             "text-align: right; } table.results td:first-child { text-align: left; }</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>", f"<p class=\"note\">{html.escape(comparison.caption())}</p>",
+             frame.drop(columns=["kind"]).to_html(index=False, na_rep="-", float_format="{:.3f}".format,
+                                                  classes="results", border=0, escape=True)]
+    for name in ["cumulative_errors.png"] + [f"bars_{c}.png" for c in comparison.challenges()]:
+        figure = out_dir / "comparison" / name
+        if figure.is_file():
+            parts.append(f'<figure><img alt="{name}" src="{_data_url(figure.read_bytes())}"></figure>')
+    for method, failed in failures.items():
+        if failed:
+            items = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in failed.items())
+            parts.append(f"<h2 class=\"failed\">{html.escape(method)}: {len(failed)} photo(s) without a "
+                         f"prediction</h2><ul class=\"failed\">{items}</ul>")
+    if subject_reports:
+        links = "".join(f'<li><a href="{html.escape(p.relative_to(out_dir).as_posix())}">'
+                        f"{html.escape(p.parent.name)}</a></li>" for p in subject_reports)
+        parts.append(f"<h2>Subject reports (joint fit, 3D viewer, error map)</h2><ul>{links}</ul>")
+    parts.append("</body></html>\n")
+    path = out_dir / "report.html"
+    write_atomic(path, "\n".join(parts).encode("utf-8"))
+    return path
