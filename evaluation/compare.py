@@ -277,7 +277,8 @@ class Comparison:
                 "measured rows only.")
         if self.references:
             text += (f" Reference rows: published numbers of other methods ({self.reference_description}), "
-                     "copied with their source; not measured here, not ranked, in no figure.")
+                     "copied with their source; not measured here, not ranked, in no figure. They "
+                     "come from other data than the measured rows: context, not a ranking against them.")
         return text
 
     def to_markdown(self, digits: int = 2) -> str:
