@@ -37,7 +37,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -344,7 +344,7 @@ def score_method(dataset: Path, imagepaths: Path, method_dir: Path, method: str,
 def subject_error_reports(dataset: Path, method_dir: Path, subjects: list[str]) -> list[Path]:
     """Rewrite each subject's ``report.html`` with the per-vertex error of its mesh (the
     NoW alignment to the subject's scan); returns the reports written."""
-    from evaluation.meshio import read_mesh
+    from evaluation.meshio import TriangleMesh, read_mesh
     from evaluation.now import NowDataset, prediction_vertex_errors
     from faceset.report import write_folder_report
 
@@ -355,13 +355,14 @@ def subject_error_reports(dataset: Path, method_dir: Path, subjects: list[str]) 
         mesh_file = run_dir / "subject.obj"
         if not mesh_file.is_file():
             continue
-        scan, scan_landmarks = data.scan(subject)
-        mesh = read_mesh(mesh_file)
+        # every photo's canonical mesh of a joint fit has the shared identity: any photo's
+        # 7 landmarks are those of subject.obj
         lmk7 = next(iter(sorted(run_dir.glob("*_canonical_lmk7.npy"))), None)
         if lmk7 is None:
             continue
+        scan, scan_landmarks = data.scan(subject)
+        mesh = read_mesh(mesh_file)
         vertices_mm = mesh.vertices * C.MM_PER_UNIT
-        from evaluation.meshio import TriangleMesh
         errors = prediction_vertex_errors(scan, scan_landmarks, TriangleMesh(vertices_mm, mesh.faces),
                                           np.load(lmk7) * C.MM_PER_UNIT)
         written.append(write_folder_report(
@@ -389,12 +390,15 @@ def run_benchmark(dataset: Path, methods: list[str], out: Path, options: Benchma
     listing = write_image_list(photos, out / "imagepaths.txt")
     log(f"benchmark: {len(photos)} photos of {len(set(p.subject for p in photos))} subject(s), "
         f"methods {', '.join(methods)}")
+    from evaluation.compare import compare_runs
+    from faceset.report import write_benchmark_report
+    from recon.io import write_atomic
+
     bench = Benchmark(photos, out, options)
     outcomes, subject_reports = {}, []
     for method in methods:
         outcome = bench.run(method)
         method_dir = out / method
-        from recon.io import write_atomic
         write_atomic(method_dir / "failures.json", json.dumps(
             {"method": method, "photos": len(photos), "predicted": len(outcome.predicted),
              "seconds": round(outcome.seconds, 2), "failed": outcome.failed}, indent=1).encode())
@@ -406,12 +410,8 @@ def run_benchmark(dataset: Path, methods: list[str], out: Path, options: Benchma
                 f"{k} ({v})" for k, v in list(outcome.failed.items())[:10])
                + (" ..." if len(outcome.failed) > 10 else "") if outcome.failed else ""))
         outcomes[method] = outcome
-    from evaluation.compare import compare_runs
-
     comparison = compare_runs([out / m for m in methods])
     comparison.write(out / "comparison")
-    from faceset.report import write_benchmark_report
-
     write_benchmark_report(out, comparison, subject_reports, {m: o.failed for m, o in outcomes.items()},
                            title=f"faceset benchmark on {Path(dataset).resolve().name}")
     log(comparison.to_markdown())

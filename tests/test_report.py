@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from faceset.report import MeshView, PhotoPanel, error_colors, render_report, write_report
+from faceset.report import MeshView, PhotoPanel, error_colors, render_report
 
 # XML namespace names are identifiers that three.js passes to createElementNS, never fetched.
 NAMESPACE_IDENTIFIERS = ("http://www.w3.org/1999/xhtml", "http://www.w3.org/2000/svg")
