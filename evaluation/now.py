@@ -315,3 +315,31 @@ def challenge_statistics(records: list[NowRecord]) -> dict[str, dict[str, float]
         stats["missing"] = sum(r.status != "ok" for r in chosen)
         table[name] = stats
     return table
+
+
+def prediction_vertex_errors(scan: TriangleMesh, scan_landmarks: np.ndarray,
+                             prediction: TriangleMesh, predicted_landmarks: np.ndarray,
+                             backend: str = "auto") -> np.ndarray:
+    """Per-vertex error of a prediction, for showing on the predicted mesh.
+
+    The NoW alignment of ``evaluate_now_image`` (landmark Procrustes, then the refinement
+    to the cropped scan) brings the prediction into the scan's frame; a predicted vertex's
+    error is then its distance to the cropped scan's surface, and NaN for vertices outside
+    the NoW crop ball (the protocol scores nothing there).
+
+    Args:
+        scan: the subject's scan, mm; scan_landmarks: (7, 3) mm, NoW order.
+        prediction: any unit; predicted_landmarks: (7, 3), its unit.
+    Returns:
+        (V,) float64 mm, one per predicted vertex.
+    """
+    from evaluation.distance import point_to_mesh_distance
+
+    result = evaluate_now_image(scan, scan_landmarks, prediction, predicted_landmarks,
+                                backend=backend)
+    centre, radius = crop_sphere(scan_landmarks)
+    aligned = result.aligned_vertices
+    errors = point_to_mesh_distance(aligned, result.cropped_scan.vertices,
+                                    result.cropped_scan.faces, backend)
+    errors[np.linalg.norm(aligned - centre, axis=1) > radius] = np.nan
+    return errors

@@ -108,3 +108,32 @@ def plot_error_heatmap(scan: TriangleMesh, errors: np.ndarray, path: str | os.Pa
     if title:
         axes.set_title(title, fontsize=9)
     atomic_write_bytes(path, _save(figure))
+
+
+def plot_challenge_bars(statistics: dict[str, dict], path: str | os.PathLike, title: str = "") -> None:
+    """One challenge: per method, bars of the median and the mean (std as a whisker).
+
+    ``statistics`` maps a method label to its {median, mean, std} in mm (a missing median,
+    as in MICC's per-mesh RMSE, draws the mean alone).
+    """
+    from matplotlib.figure import Figure
+
+    labels = list(statistics)
+    has_median = any(np.isfinite(s.get("median", np.nan)) for s in statistics.values())
+    kinds = ["median", "mean"] if has_median else ["mean"]
+    width = 0.8 / len(kinds)
+    positions = np.arange(len(labels))
+    figure = Figure(figsize=(max(4.0, 1.0 + 0.9 * len(labels)), 3.6))
+    axes = figure.add_subplot()
+    for k, kind in enumerate(kinds):
+        values = [statistics[m].get(kind, np.nan) for m in labels]
+        errors = [statistics[m].get("std", np.nan) for m in labels] if kind == "mean" else None
+        axes.bar(positions + (k - (len(kinds) - 1) / 2) * width, values, width, yerr=errors,
+                 capsize=3 if errors else 0, label=kind + (" (whisker: std)" if errors else ""))
+    axes.set_xticks(positions, labels, rotation=25, ha="right", fontsize=8)
+    axes.set_ylabel("Error [mm]")
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(fontsize=8)
+    if title:
+        axes.set_title(title, fontsize=9)
+    atomic_write_bytes(path, _save(figure))

@@ -7,7 +7,8 @@ import importlib
 import sys
 
 # Subcommand modules, in the order --help lists them.
-COMMANDS = ("demo", "reconstruct", "fit", "train", "synth", "evaluate", "convert_bfm")
+COMMANDS = ("demo", "reconstruct", "fit", "train", "synth", "evaluate", "compare", "benchmark",
+            "convert_bfm")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,8 +11,11 @@ and light (``fitting.fit_subject``), and write:
   model has UVs, ``vt`` lines, ``subject.mtl`` and the baked albedo ``subject_texture.png``);
 - ``subject.mat``: the fused coefficients (id, tex; exp, pose and light zero) as the
   original's ``.mat`` keys;
+- ``subject.glb`` (metres, textured) and ``subject.ply`` (model units, vertex colours);
 - ``fit_report.json``, ``fit_losses.png`` (loss curves) and ``fit_overlays.png`` (per
-  photo: crop | start | fitted).
+  photo: crop | start | fitted);
+- ``report.html``: a static page (no server, no network) with each photo's crop, overlay
+  and landmarks, the loss curves and the mesh in an interactive 3D viewer (``faceset.report``).
 
 A photo that cannot be used (no face, unreadable) is reported and the rest are fitted.
 ``refine_folder(..., joint=False)`` is the per-image variant of ``faceset fit``.
@@ -198,6 +201,8 @@ def write_outputs(out_dir: Path, recon: SubjectReconstruction, photos: list[Prep
     write_coeffs_mat(out_dir / f"{name}.mat", recon.fused.to_numpy_dict())
     recon.outputs[f"{name}.mat"] = out_dir / f"{name}.mat"
     recon.outputs.update(write_report(out_dir, recon, photos, reconstructor, render, lpips))
+    from faceset.report import write_folder_report
+    recon.outputs["report.html"] = write_folder_report(out_dir, name)
 
 
 def write_subject_mesh(out_dir: Path, name: str, fused: Coeffs, face_model) -> dict[str, Path]:
@@ -208,10 +213,10 @@ def write_subject_mesh(out_dir: Path, name: str, fused: Coeffs, face_model) -> d
     triangles = face_model.triangles.cpu().numpy()
     uvs = None if face_model.uvs is None else face_model.uvs.cpu().numpy()
     outputs = {}
+    texture = None if uvs is None else bake_texture(face_model, geometry.albedo[0], TEXTURE_SIZE)
     text = obj_text(vertices, triangles, albedo, uvs,
                     header="faceset subject: neutral canonical shape, albedo colours, model units (dm)")
     if uvs is not None:
-        texture = bake_texture(face_model, geometry.albedo[0], TEXTURE_SIZE)
         write_png(out_dir / f"{name}_texture.png", texture)
         mtl = f"newmtl albedo\nKd 1 1 1\nmap_Kd {name}_texture.png\n"
         write_atomic(out_dir / f"{name}.mtl", mtl.encode())
@@ -221,6 +226,8 @@ def write_subject_mesh(out_dir: Path, name: str, fused: Coeffs, face_model) -> d
         outputs[f"{name}.mtl"] = out_dir / f"{name}.mtl"
     write_atomic(out_dir / f"{name}.obj", text.encode())
     outputs[f"{name}.obj"] = out_dir / f"{name}.obj"
+    from faceset.report import export_mesh_formats
+    outputs.update(export_mesh_formats(out_dir, name, vertices, triangles, albedo, uvs, texture))
     return outputs
 
 

@@ -8,7 +8,8 @@
 
 The folder layouts are documented in ``evaluation.now`` and ``evaluation.micc``. A missing
 prediction is counted and listed in the per-image CSV; it never stops the run. Every file
-is written atomically.
+is written atomically. ``run.json`` records the protocol, the dataset and each method's
+statistics for ``faceset compare`` (several ``--method`` runs may share one ``--out``).
 """
 
 from __future__ import annotations
@@ -122,6 +123,8 @@ def _run_now(args: argparse.Namespace) -> int:
     for challenge, stats in by_challenge.items():
         table.add(method, challenge, **stats)
     table.write(args.out / f"now_table{suffix}")
+    _record_now_run(args, dataset, method, by_challenge, records,
+                    f"{method}_computed_distances{suffix}.npy")
     if args.plots:
         from evaluation.plots import plot_cumulative_errors
 
@@ -159,10 +162,11 @@ def _run_icp_protocol(args: argparse.Namespace) -> int:
     table = ResultTable()
     table.add(args.method, args.protocol, **stats)
     table.write(args.out / f"{args.protocol}_table")
+    errors = [r.errors for r in records if r.errors is not None]
+    _record_icp_run(args, region, pairs, stats, records, errors)
     if args.plots:
         from evaluation.plots import plot_cumulative_errors
 
-        errors = [r.errors for r in records if r.errors is not None]
         plot_cumulative_errors({args.method: np.concatenate(errors) if errors else np.zeros(0)},
                                args.out / f"{args.protocol}_cumulative_error.png")
     print(f"{args.protocol} ({args.method}): {stats['meshes']} meshes, "
@@ -170,6 +174,46 @@ def _run_icp_protocol(args: argparse.Namespace) -> int:
     print(f"RMSE {stats['mean']:.4f} +- {stats['std']:.4f} mm (mean +- std over meshes)")
     _report_missing(frame)
     return 0
+
+
+def _record_now_run(args, dataset, method: str, by_challenge: dict, records, errors_file: str) -> None:
+    """Add this method to ``<out>/run.json`` (what ``faceset compare`` reads)."""
+    from evaluation import now
+    from evaluation.compare import text_key, update_run_manifest
+
+    listed = [f"{i.subject}/{i.challenge}/{i.filename}" for i in now.read_image_list(dataset.imagepaths)]
+    problems = [{"name": f"{r.subject}/{r.challenge}/{r.image}", "status": r.status,
+                 "detail": r.missing or r.message} for r in records if r.status != "ok"]
+    update_run_manifest(args.out, "now-metrical" if args.metrical else "now",
+                        Path(args.dataset).resolve().name, text_key(listed), method,
+                        {"selection": args.challenge, "statistics": by_challenge,
+                         "errors": errors_file, "problems": problems})
+
+
+def _record_icp_run(args, region, pairs, stats: dict, records, errors: list) -> None:
+    """``<method>_<protocol>_errors.npy`` (the NoW result format: every GT vertex's error)
+    and this method in ``<out>/run.json``."""
+    import io
+
+    import numpy as np
+
+    from evaluation.compare import text_key, update_run_manifest
+    from evaluation.meshio import atomic_write_bytes
+
+    errors_file = f"{args.method}_{args.protocol}_errors.npy"
+    buffer = io.BytesIO()
+    np.save(buffer, {"computed_distances": errors, "num_missing_files": stats["missing"]},
+            allow_pickle=True)
+    atomic_write_bytes(args.out / errors_file, buffer.getvalue())
+    problems = [{"name": f"{r.subject}/{Path(r.prediction).name}", "status": r.status,
+                 "detail": r.missing or r.message} for r in records if r.status != "ok"]
+    gt_files = [p.name for p in Path(args.gt_dir).iterdir() if p.suffix.lower() in (".obj", ".ply")]
+    key = text_key(gt_files or sorted({Path(p.gt).name for p in pairs}))
+    parameters = {"radius_mm": region.radius_mm, "forehead_cut_mm": region.forehead_cut_mm,
+                  "gt_scale": region.gt_scale}
+    update_run_manifest(args.out, args.protocol, Path(args.gt_dir).resolve().name, key, args.method,
+                        {"selection": "", "statistics": {args.protocol: stats},
+                         "errors": errors_file, "problems": problems}, parameters)
 
 
 def _report_missing(frame) -> None:

@@ -1,0 +1,75 @@
+"""``faceset benchmark DATASET --methods LIST --out DIR [--quick]``.
+
+Runs reconstruction pipelines on a NoW-layout dataset (the NoW validation set, or a
+generated one from ``faceset synth``) and scores each with the NoW protocol; one result
+folder per method under ``--out`` (what ``faceset compare`` reads), each subject's
+``report.html`` for the ``subject`` method, and ``comparison/`` with the table and figures
+of all methods. Photos a method could not use are counted and named (``failures.json``,
+the per-image CSV and the printout), never dropped silently. See ``faceset.benchmark``.
+
+    faceset benchmark DATA --methods mean-face,landmarks,fit,subject,aggregate-confidence --out OUT
+    faceset benchmark DATA --methods all --checkpoint epoch_20.pth --out OUT
+    faceset benchmark DATA --methods mean-face,landmarks,fit,subject --out OUT --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    from faceset.benchmark import METHODS, QUICK_ITERATIONS, QUICK_PHOTOS, QUICK_SUBJECTS
+
+    parser = subparsers.add_parser(
+        "benchmark", help="run pipelines on a NoW-layout dataset and score each (NoW protocol)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset", type=Path, metavar="DATASET",
+                        help="NoW-layout folder: scans/, scans_lmks_onlypp/ and the photos")
+    parser.add_argument("--methods", required=True,
+                        help=f"comma-separated among {', '.join(METHODS)}, or 'all' "
+                             "(all but rnet unless --checkpoint is given)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--imagepaths", type=Path, default=None,
+                        help="NoW image list (default: DATASET/imagepathsvalidation.txt when present)")
+    parser.add_argument("--images", type=Path, default=None,
+                        help="folder of <subject>/<challenge>/<image> photos (default: "
+                             "DATASET/iphone_pictures or DATASET/final_release_version/iphone_pictures)")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="R-Net weights for the rnet method")
+    parser.add_argument("--bfm", type=Path, default=None, help="BFM folder (default: the embedded model)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    parser.add_argument("--renderer", default="auto", choices=("auto", "torch", "nvdiffrast", "pytorch3d"),
+                        help="renderer backend (default auto)")
+    parser.add_argument("--iters", type=int, default=None,
+                        help="fitting steps for fit and subject (default: the fit's schedule)")
+    parser.add_argument("--subjects", type=int, default=None, help="only the first N subjects")
+    parser.add_argument("--photos", type=int, default=None, help="only the first N photos of each subject")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a tiny run: {QUICK_SUBJECTS} subjects x {QUICK_PHOTOS} photos, "
+                             f"{QUICK_ITERATIONS} fitting steps (unless given)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from faceset.benchmark import (METHODS, QUICK_ITERATIONS, QUICK_PHOTOS, QUICK_SUBJECTS,
+                                   BenchmarkOptions, run_benchmark)
+
+    if args.methods.strip() == "all":
+        methods = [m for m in METHODS if m != "rnet" or args.checkpoint is not None]
+    else:
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    options = BenchmarkOptions(device=args.device, backend=args.renderer, checkpoint=args.checkpoint,
+                               bfm=args.bfm, iterations=args.iters, subjects=args.subjects,
+                               photos=args.photos, show_progress=not args.quiet)
+    if args.quick:
+        options.subjects = options.subjects or QUICK_SUBJECTS
+        options.photos = options.photos or QUICK_PHOTOS
+        options.iterations = options.iterations or QUICK_ITERATIONS
+    outcomes = run_benchmark(args.dataset, methods, args.out, options, args.imagepaths, args.images)
+    failed = {m: len(o.failed) for m, o in outcomes.items() if o.failed}
+    if failed:
+        print("photos without a prediction: " + ", ".join(f"{m} {n}" for m, n in failed.items())
+              + " (see <method>/failures.json)")
+    print(f"results in {args.out}; compare with: faceset compare {args.out}/<method> ... --out DIR")
+    return 0
