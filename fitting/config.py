@@ -69,8 +69,12 @@ CONTRAST_WEIGHT = 2.0
 CONTRAST_SIGMA = 16.0  # pixels of the 224 crop
 
 # Sliding contour points (landmark marching, ``recon.contour``). Off: the benchmark's
-# landmarks (benchmarks/fit_eval.py) are projections of fixed model vertices, so there the
-# jaw targets do not slide; see benchmarks/results/contour_sliding.md for what it changes.
+# landmarks (benchmarks/fit_eval.py, ``faceset synth``) are projections of fixed model
+# vertices, whose jaw targets never slide; there sliding everywhere costs +34 % on the
+# per-image and joint NoW medians (seed 0, 2 x 4 photos). On jaw targets moved to the
+# rendered outline, as a detector marks them, it lowers the initialiser's shape error by
+# 12-30 % and its yaw error 2-5x (benchmarks/contour_eval.py). The default follows the
+# benchmark's kind of landmarks (benchmarks/results/contour_sliding.md).
 SLIDE_CONTOUR = False
 
 
