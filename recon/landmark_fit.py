@@ -203,7 +203,7 @@ def _initial_fit(points: _PointModel, face_model: FaceModel, image_points: torch
 
 
 def _residuals_and_jacobian(params, image_points, bases, sqrt_w, prior_sqrt, cam):
-    """Whitened residuals (B, R) and their analytic Jacobian (B, R, P).
+    """Whitened residuals (B, R) and their analytic Jacobian (B, R, Q).
 
     params (B, Q) = [angle (3), trans (3), id, exp]; the residuals are the P weighted
     projection errors (x then y per point) followed by the prior terms coeffs·sqrt(prior).
