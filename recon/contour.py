@@ -155,23 +155,24 @@ def _rest_reach(camera) -> Callable:
     return reach
 
 
-def slid_points(landmark_set: LandmarkSet, paths: ContourPaths | None, world: torch.Tensor,
+def slid_points(landmark_set: LandmarkSet, paths: ContourPaths | None, camera_points: torch.Tensor,
                 rotation: torch.Tensor, camera) -> torch.Tensor:
     """The set's P points projected, contour points on the silhouette when ``paths`` is given.
 
-    world: (B, N, 3) posed vertices (model units, world axes, ``FaceModel.pose``);
+    camera_points: (B, N, 3) posed vertices in camera space (``FaceGeometry.camera``);
     rotation: (B, 3, 3) the pose's rotation (turns the outward directions);
-    camera: the ``recon.types.Camera`` that projects them. Returns (B, P, 2) y-down pixels.
-    The contour choice is made without gradient; the chosen points' positions carry it.
+    camera: the ``recon.types.Camera`` of that space. Returns (B, P, 2) y-down pixels. The
+    contour choice is made without gradient; the chosen points' positions carry it.
     """
-    def project(points: torch.Tensor) -> torch.Tensor:
-        return camera.project(camera.to_camera_space(points))
-
-    points = project(landmark_set.points(world))
+    points = camera.project(landmark_set.points(camera_points))
     if paths is None:
         return points
-    candidates_world = paths.candidates(world)
-    candidates = project(candidates_world.flatten(1, 2)).view(world.shape[0], paths.count, -1, 2)
-    anchors = candidates_world[:, :, 0]
-    chosen = paths.choose(candidates, project(anchors), project(paths.tips(anchors, rotation)))
+    candidates_3d = paths.candidates(camera_points)
+    candidates = camera.project(candidates_3d)
+    anchors = candidates_3d[:, :, 0]
+    # camera space is affine in world space: a world step d moves a point by
+    # to_camera_space(d) - to_camera_space(0)
+    step = paths.tips(torch.zeros_like(anchors), rotation)
+    tips = anchors + camera.to_camera_space(step) - camera.to_camera_space(torch.zeros_like(step))
+    chosen = paths.choose(candidates, camera.project(anchors), camera.project(tips))
     return points.index_copy(1, paths.point_index, paths.gather(candidates, chosen))
