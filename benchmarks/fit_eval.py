@@ -56,6 +56,7 @@ from faceset.subject import SubjectOptions, prepare_photos  # noqa: E402
 from faceset.synth import NOW_FROM_IBUG68, SynthConfig, synthesize  # noqa: E402
 from fitting import FitConfig, FitTargets, fit_images, fit_subject  # noqa: E402
 from recon import constants as C  # noqa: E402
+from recon.landmark_fit import LandmarkFitConfig, estimate_lighting, fit_landmarks  # noqa: E402
 from recon.types import Coeffs  # noqa: E402
 
 # Coefficient groups --given can take from the truth: angle and trans are in the synthetic
@@ -112,6 +113,20 @@ def with_truth(data: Path, subject: str, photos, init: Coeffs, groups: tuple[str
                                            dtype=init.id.dtype, device=init.id.device) for g in groups})
 
 
+def initial_coefficients(reconstructor: Reconstructor, photos, slide_contour: bool) -> Coeffs:
+    """The pipeline's start (landmark initialiser and lighting, photo by photo); with
+    ``slide_contour`` the initialiser's jaw points slide along the silhouette."""
+    if not slide_contour:
+        return Coeffs.cat([reconstructor.coefficients([p]) for p in photos])
+    face_model, rows = reconstructor.face_model, []
+    for photo in photos:
+        landmarks = torch.tensor(photo.landmarks68, dtype=torch.float32, device=reconstructor.device)[None]
+        coeffs = fit_landmarks(face_model, landmarks, LandmarkFitConfig(slide_contour=True))
+        image = photo.crop_tensor()[None].to(reconstructor.device)
+        rows.append(coeffs.replace(gamma=estimate_lighting(face_model, coeffs, image)))
+    return Coeffs.cat(rows)
+
+
 def scan_at_model_vertices(data: Path, subject: str, scan: TriangleMesh) -> np.ndarray:
     """The ground-truth surface at the fitted model's vertices (mm): ``model_vertices_mm`` of
     an out-of-model set's ``truth/subject.mat`` (its scan is a denser mesh), else the scan's
@@ -144,24 +159,27 @@ def prepared_subject(data: Path, subject: str, landmarks: str, temp: Path):
 
 def evaluate_subject(data: Path, subject: str, reconstructor: Reconstructor, config: FitConfig,
                      noise: float, seed: int, encoder=None, given: tuple[str, ...] = (),
-                     landmarks: str = "truth") -> dict:
+                     landmarks: str = "truth", slide_start: bool = False) -> dict:
     """All methods' per-photo NoW distances and the fit times for one subject; ``given``
     groups take their true values, held fixed, in the per-image fit (a diagnostic);
-    ``landmarks``: the generator's true points plus ``noise`` px, or the detector's."""
+    ``landmarks``: the generator's true points plus ``noise`` px, or the detector's;
+    ``slide_start`` slides the jaw points in the initialiser and the confidence
+    aggregation (``config.slide_contour`` in the fits)."""
     face_model = reconstructor.face_model
     with tempfile.TemporaryDirectory() as temp:
         photos = prepared_subject(data, subject, landmarks, Path(temp))
     targets = noisy_targets(photos, noise if landmarks == "truth" else 0.0, seed, reconstructor.device)
     scan = read_mesh(next((data / "scans" / subject).glob("*.obj")))
     scan_landmarks, _ = read_pp(next((data / "scans_lmks_onlypp" / subject).glob("*.pp")))
-    init = Coeffs.cat([reconstructor.coefficients([p]) for p in photos])
+    init = initial_coefficients(reconstructor, photos, slide_start)
     timings = {}
     start = time.perf_counter()
     per_image_config = replace(config, optimize=tuple(g for g in config.optimize if g not in given))
     per_image = fit_images(face_model, targets, with_truth(data, subject, photos, init, given),
                            per_image_config, encoder)
     timings["per-image fit"] = time.perf_counter() - start
-    confidence = aggregate_identity(face_model, init, targets.landmarks, AggregationConfig("confidence"))
+    confidence = aggregate_identity(face_model, init, targets.landmarks,
+                                    AggregationConfig("confidence", slide_contour=slide_start))
     joint_start = init.replace(id=confidence.id.expand_as(init.id).clone(),
                                tex=confidence.tex.expand_as(init.tex).clone())
     start = time.perf_counter()
@@ -335,6 +353,8 @@ def table(results: dict[tuple[int, str], dict], args, config: FitConfig, elapsed
         f"embedded model (default resolution), {points}; fit schedule {args.iters or 'default'} steps, "
         f"silhouette weight {config.silhouette_weight}, contrast weight {config.weights.contrast} (blur "
         f"{config.contrast_sigma} px){'; ' + ', '.join(args.set) if args.set else ''}; "
+        f"sliding contour points: start {'on' if args.slide_contour else 'off'}, fits "
+        f"{'on' if config.slide_contour else 'off'}; "
         f"{'per-image fit given the true ' + ', '.join(args.given) + '; ' if args.given else ''}"
         f"total wall time {elapsed:.0f} s; {platform.processor() or platform.machine()}, "
         f"load average at the end {os.getloadavg()[0]:.1f}.",
@@ -348,6 +368,8 @@ def table(results: dict[tuple[int, str], dict], args, config: FitConfig, elapsed
 
 def fit_config(args) -> FitConfig:
     config = FitConfig() if args.iters is None else FitConfig().with_total_iterations(args.iters)
+    if args.slide_contour:
+        config = replace(config, slide_contour=True)
     if args.silhouette_weight is not None:
         weight = None if args.silhouette_weight.lower() == "none" else float(args.silhouette_weight)
         config = replace(config, silhouette_weight=weight)
@@ -428,6 +450,10 @@ def main(argv=None) -> int:
     parser.add_argument("--silhouette-weight", default=None,
                         help="fitting's silhouette weight, a number or 'none' for the original's "
                              "interior-only photometric term (default: FitConfig's)")
+    parser.add_argument("--slide-contour", action="store_true",
+                        help="the 17 jaw points slide along the silhouette (recon.contour) in the "
+                             "initialiser, the confidence aggregation and both fits (the fits alone: "
+                             "--set slide_contour=True)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a FitConfig field for both fits, e.g. weights.reg_tex=100 "
                              "or stop_rel_tol=0 (repeatable)")
@@ -469,7 +495,8 @@ def main(argv=None) -> int:
                 # The landmark noise of a subject depends on its set's seed and its index
                 # only, so a set scores the same alone or among others.
                 result = evaluate_subject(data, subject, reconstructor, config, args.landmark_noise,
-                                          seed + index, encoder, args.given, args.landmarks)
+                                          seed + index, encoder, args.given, args.landmarks,
+                                          args.slide_contour)
                 results[seed, subject] = result
                 print(f"seed {seed}", subject, {k: f"{v:.1f}s" for k, v in result["timings"].items()}, flush=True)
     text = table(results, args, config, time.perf_counter() - started)

@@ -27,6 +27,10 @@ import torch
 import torch.nn.functional as F
 
 from recon import losses as L
+from recon.contour import ContourPaths, slid_points
+from recon.face_model import rotation_matrix
+from recon.landmark_fit import check_landmarks
+from recon.landmark_set import LandmarkSet
 from recon.preprocess.skin import skin_probability_torch
 from recon.render import MeshRenderer
 from recon.types import Camera, Coeffs
@@ -43,20 +47,30 @@ class FitTargets:
 
     images: (M, 3, H, W) float RGB in [0, 1], the aligned crops (H, W = the face model
         camera's size, 224 for the original camera);
-    landmarks: (M, 68, 2) float, y-down pixels of the crop (detected 68 points);
-    landmark_visibility: optional (M, 68) in [0, 1], multiplies each landmark's weight.
+    landmarks: (M, P, 2) float, y-down pixels of the crop (a detector's P points);
+    landmark_visibility: optional (M, P) in [0, 1], multiplies each landmark's weight;
+    landmark_set: where the P points lie on the model (``recon.landmark_set``); None: the
+        model's 68 iBUG landmark vertices (P = 68), the original's term.
     """
 
     images: torch.Tensor
     landmarks: torch.Tensor
     landmark_visibility: Optional[torch.Tensor] = None
+    landmark_set: Optional[LandmarkSet] = None
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4 or self.images.shape[1] != 3:
             raise ValueError(f"target images must be (M, 3, H, W), got {tuple(self.images.shape)}")
-        if self.landmarks.shape != (self.images.shape[0], 68, 2):
-            raise ValueError(f"target landmarks must be ({self.images.shape[0]}, 68, 2), "
-                             f"got {tuple(self.landmarks.shape)}")
+        count = 68 if self.landmark_set is None else self.landmark_set.count
+        check_landmarks(self.landmarks, count, self.landmark_visibility, what="target landmarks")
+        if self.landmarks.shape[0] != self.images.shape[0]:
+            raise ValueError(f"target landmarks are for {self.landmarks.shape[0]} images, "
+                             f"the images are {self.images.shape[0]}")
+
+    def to(self, device) -> "FitTargets":
+        return FitTargets(self.images.to(device), self.landmarks.to(device),
+                          None if self.landmark_visibility is None else self.landmark_visibility.to(device),
+                          None if self.landmark_set is None else self.landmark_set.to(device))
 
     @property
     def count(self) -> int:
@@ -209,9 +223,37 @@ def _regularizers(params: _Parameters, coeffs: Coeffs, config: FitConfig) -> tor
             + share * weights.reg_tex * (coeffs.tex ** 2).sum(1))
 
 
+@dataclass
+class _LandmarkTerm:
+    """The landmark term's fixed parts: the set, its weights and normaliser
+    (``recon.losses.set_landmark_weights``) and, when contour points slide, their paths."""
+
+    landmark_set: LandmarkSet
+    weights: torch.Tensor
+    normaliser: float
+    paths: Optional[ContourPaths]
+
+    @classmethod
+    def of(cls, face_model, targets: FitTargets, config: FitConfig) -> "_LandmarkTerm":
+        device = face_model.mean_shape.device
+        landmark_set = (targets.landmark_set or LandmarkSet.ibug68(face_model.landmark_ids)).to(device)
+        weights, normaliser = L.set_landmark_weights(landmark_set, device)
+        paths = ContourPaths.build(landmark_set, face_model) if config.slide_contour else None
+        return cls(landmark_set, weights, normaliser, paths)
+
+    def __call__(self, face_model, geometry, coeffs: Coeffs, targets: FitTargets) -> torch.Tensor:
+        """Per-image term (M,): the set's points (contour points re-picked on the current
+        silhouette when sliding) against the targets."""
+        points = slid_points(self.landmark_set, self.paths, geometry.camera,
+                             rotation_matrix(coeffs.angle), face_model.camera)
+        return L.landmark_loss(points, targets.landmarks, reduction="none",
+                               visibility=targets.landmark_visibility, weights=self.weights,
+                               normaliser=self.normaliser)
+
+
 def _loss_terms(face_model, params: _Parameters, targets: FitTargets, level: _Level,
                 config: FitConfig, identity: Optional[tuple[IdentityEncoder, torch.Tensor]],
-                refresh_outliers: bool) -> dict[str, torch.Tensor]:
+                refresh_outliers: bool, landmark_term: _LandmarkTerm) -> dict[str, torch.Tensor]:
     """Unweighted per-image terms (M,) of the current coefficients at one level."""
     coeffs = params.coeffs()
     geometry = face_model.compute(coeffs)
@@ -220,8 +262,7 @@ def _loss_terms(face_model, params: _Parameters, targets: FitTargets, level: _Le
         _update_outliers(config, rendered, front, level)
     terms = {
         "color": _photometric(config, rendered, front, level),
-        "lm": L.landmark_loss(geometry.landmarks, targets.landmarks, reduction="none",
-                              visibility=targets.landmark_visibility),
+        "lm": landmark_term(face_model, geometry, coeffs, targets),
         "reg": _regularizers(params, coeffs, config),
         "gamma": L.gamma_loss(coeffs.gamma, reduction="none"),
         "reflc": L.reflectance_loss(geometry.albedo, face_model.skin_mask, reduction="none"),
@@ -263,7 +304,7 @@ def _progress(total: int, show: bool):
 
 def _fit_level(face_model, params: _Parameters, targets: FitTargets, level: _Level, level_index: int,
                steps: int, optimizer: torch.optim.Optimizer, config: FitConfig, identity, result: FitResult,
-               bar) -> Optional[torch.Tensor]:
+               bar, landmark_term: _LandmarkTerm) -> Optional[torch.Tensor]:
     """Run one pyramid level (at most ``steps`` Adam steps); returns the last per-image totals."""
     use_identity = identity is not None and level.scale == max(config.pyramid_scales)
     totals: list[float] = []
@@ -274,7 +315,7 @@ def _fit_level(face_model, params: _Parameters, targets: FitTargets, level: _Lev
         refresh = config.outlier_threshold is not None and step % config.outlier_every == 0
         with_feat = use_identity and step % config.identity_every == 0
         terms = _loss_terms(face_model, params, targets, level, config,
-                            identity if with_feat else None, refresh)
+                            identity if with_feat else None, refresh, landmark_term)
         per_image = L.total_loss(terms, config.weights)
         optimizer.zero_grad(set_to_none=True)
         per_image.sum().backward()
@@ -292,14 +333,14 @@ def _run(face_model, targets: FitTargets, init: Coeffs, config: FitConfig, share
          identity_encoder: Optional[IdentityEncoder]) -> FitResult:
     start = time.perf_counter()
     device = face_model.mean_shape.device
-    targets = FitTargets(targets.images.to(device), targets.landmarks.to(device),
-                         None if targets.landmark_visibility is None else targets.landmark_visibility.to(device))
+    targets = targets.to(device)
+    landmark_term = _LandmarkTerm.of(face_model, targets, config)
     params = _Parameters(init.map(lambda t: t.to(device)), config.optimize, shared)
     skin_full = _skin_attention(targets.images) if config.use_skin_attention else None
     identity = None
     if identity_encoder is not None:
         with torch.no_grad():
-            identity = (identity_encoder, identity_encoder(targets.images, targets.landmarks))
+            identity = (identity_encoder, identity_encoder(targets.images, _encoder_landmarks(face_model, targets, init)))
     result = FitResult(coeffs=init)
     bar = _progress(sum(config.iterations), config.show_progress)
     # One optimiser for all levels: fresh Adam moments would restart with full-size steps
@@ -309,12 +350,22 @@ def _run(face_model, targets: FitTargets, init: Coeffs, config: FitConfig, share
     for level_index, (scale, steps) in enumerate(zip(config.pyramid_scales, config.iterations)):
         level = _Level(face_model, targets, scale, config, skin_full)
         per_image = _fit_level(face_model, params, targets, level, level_index, steps, optimizer,
-                               config, identity, result, bar)
+                               config, identity, result, bar, landmark_term)
     bar.close()
     result.coeffs = params.coeffs().map(lambda t: t.detach().clone())
     result.final_loss = None if per_image is None else per_image.detach()
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _encoder_landmarks(face_model, targets: FitTargets, init: Coeffs) -> torch.Tensor:
+    """The 68 points an identity encoder aligns the target photos with: the detected ones
+    for the iBUG 68 set; for another set, the start coefficients' 68 model landmarks
+    (the encoder's alignment needs the iBUG order, the start was fitted to the set)."""
+    if targets.landmark_set is None or targets.landmark_set.name == "ibug68":
+        return targets.landmarks
+    with torch.no_grad():
+        return face_model.compute(init.map(lambda t: t.to(targets.images.device)), with_color=False).landmarks
 
 
 def _history_row(level: int, scale: float, terms: dict, config: FitConfig, total: float) -> dict:
@@ -332,7 +383,9 @@ def fit_images(face_model, targets: FitTargets, init: Coeffs, config: Optional[F
         where the fit runs, CPU or CUDA); targets: FitTargets of M images;
     init: (M, ...) start coefficients (R-Net outputs or the landmark initialiser);
     identity_encoder: optional callable (images (M,3,H,W) [0,1], landmarks (M,68,2) y-down)
-        -> (M, D) features, differentiable; adds the SPEC 5 identity term at full scale.
+        -> (M, D) features, differentiable; adds the SPEC 5 identity term at full scale
+        (with a landmark set other than iBUG 68, the photos are aligned with the start's
+        projected 68 model landmarks).
     Returns FitResult with (M, ...) coefficients.
     """
     return _run(face_model, targets, init, config or FitConfig(), False, identity_encoder)

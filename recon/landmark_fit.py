@@ -1,7 +1,10 @@
-"""Landmark initialiser: pose, identity and expression from 68 detected landmarks.
+"""Landmark initialiser: pose, identity and expression from detected landmarks.
 
-Used when no R-Net checkpoint is given, and as the start point of fitting. Three steps,
-all batched:
+Used when no R-Net checkpoint is given, and as the start point of fitting. The detector's
+points are a ``recon.landmark_set.LandmarkSet`` (default: the model's 68 iBUG vertices);
+each model point is a barycentric combination of mesh vertices, so its rows of the shape
+bases are the same combination of the vertices' rows and every step stays linear in the
+coefficients. Three steps, all batched:
 
 1. alternate a scaled-orthographic pose (affine fit + orthonormalisation) with a
    regularised linear solve for identity and expression (closed form each);
@@ -9,7 +12,11 @@ all batched:
 3. a few Levenberg-Marquardt steps on the full perspective model.
 
 The energy is  sum_i w_i |proj_i - p_i|^2 / sigma^2 + |id|^2 + exp_weight |exp|^2, i.e. a MAP
-estimate under the model's unit-variance priors with landmark noise ``sigma`` pixels.
+estimate under the model's unit-variance priors with landmark noise ``sigma`` pixels; w_i
+are the set's weights (times the visibility, when given). With ``slide_contour`` the set's
+contour points slide along the silhouette (``recon.contour``): before every pose solve of
+step 1 and every Levenberg-Marquardt step the silhouette candidate of each contour path is
+picked anew in the current pose, and that step fits it.
 Lighting (``estimate_lighting``) is then a linear least-squares fit of the SH coefficients
 to the photo's colours at visible face vertices.
 """
@@ -21,27 +28,97 @@ from dataclasses import dataclass
 import torch
 
 from . import constants as C
+from .contour import ContourPaths
 from .face_model import FaceModel, rotation_derivatives, rotation_matrix, sh_basis
+from .landmark_set import LandmarkSet
 from .types import Coeffs
 
 N_LANDMARKS = 68
-JAW_CONTOUR = slice(0, 17)  # contour points slide along the silhouette with pose
 
 
 @dataclass
 class LandmarkFitConfig:
     sigma_px: float = 2.0          # landmark noise, pixels of the 224 crop
     exp_weight: float = 1.0        # prior weight of expression relative to identity
-    contour_weight: float = 0.5    # weight of the 17 jaw-contour points
+    contour_weight: float = 0.5    # weight of the 17 jaw-contour points of the default set
     alternations: int = 5          # weak-perspective pose / shape alternations
     lm_iterations: int = 8         # perspective Levenberg-Marquardt steps
     damping: float = 1e-3          # initial LM damping (relative to diag(J^T J))
+    slide_contour: bool = False    # contour points slide along the silhouette (recon.contour)
 
 
-def landmark_weights(config: LandmarkFitConfig, device=None) -> torch.Tensor:
-    weights = torch.ones(N_LANDMARKS, device=device)
-    weights[JAW_CONTOUR] = config.contour_weight
-    return weights
+def default_landmark_set(face_model: FaceModel, config: LandmarkFitConfig) -> LandmarkSet:
+    """The model's 68 iBUG landmark vertices, jaw contour weighted by ``config.contour_weight``."""
+    return LandmarkSet.ibug68(face_model.landmark_ids, contour_weight=config.contour_weight)
+
+
+def _surface_rows(face_model: FaceModel, vertex_ids: torch.Tensor, barycentrics: torch.Tensor):
+    """Rows of the shape model at surface points (..., 3) vertex ids + barycentrics:
+    mean (..., 3), id basis (..., 3, K_id), exp basis (..., 3, K_exp). Barycentric
+    combinations of the vertices' rows; exact copies for points on a vertex."""
+    weights = barycentrics.to(face_model.mean_shape)
+    mean = (face_model.mean_shape.view(-1, 3)[vertex_ids] * weights[..., None]).sum(-2)
+
+    def basis_rows(basis: torch.Tensor) -> torch.Tensor:
+        rows = basis.view(-1, 3, basis.shape[1])[vertex_ids]                   # (..., 3, 3, K)
+        return (rows * weights[..., None, None]).sum(-3).contiguous()
+
+    return mean.contiguous(), basis_rows(face_model.id_basis), basis_rows(face_model.exp_basis)
+
+
+class _PointModel:
+    """The shape model restricted to a set's points (and its contour paths' candidates).
+
+    mean (P, 3), id_basis (P, 3, K_id), exp_basis (P, 3, K_exp) (see ``_surface_rows``).
+    With paths, the candidates' rows (C, L, 3[, K]) too, and ``rows(chosen)`` swaps the
+    chosen candidates (B, C) into the contour points' rows per image.
+    """
+
+    def __init__(self, face_model: FaceModel, landmark_set: LandmarkSet, paths: ContourPaths | None):
+        device = face_model.mean_shape.device
+        self.mean, self.id_basis, self.exp_basis = _surface_rows(
+            face_model, landmark_set.vertex_ids.to(device), landmark_set.barycentrics.to(device))
+        self.paths = paths
+        if paths is not None:
+            self.candidate_rows = _surface_rows(face_model, paths.vertex_ids, paths.barycentrics)
+
+    def candidates(self, id_c: torch.Tensor, exp_c: torch.Tensor) -> torch.Tensor:
+        """Canonical candidate points (B, C, L, 3) of (B, K_id), (B, K_exp) coefficients."""
+        mean, id_rows, exp_rows = self.candidate_rows
+        return (mean + torch.einsum("cljk,bk->bclj", id_rows, id_c)
+                + torch.einsum("cljk,bk->bclj", exp_rows, exp_c))
+
+    def rows(self, chosen: torch.Tensor | None):
+        """mean, id_basis, exp_basis: shared (P, ...) without a choice, per image (B, P, ...)
+        with the chosen candidates (B, C) in the contour points' rows."""
+        if chosen is None:
+            return self.mean, self.id_basis, self.exp_basis
+        swapped = []
+        for own, candidate in zip((self.mean, self.id_basis, self.exp_basis), self.candidate_rows):
+            picked = torch.stack([candidate[c, chosen[:, c]] for c in range(chosen.shape[1])], 1)  # (B, C, ...)
+            full = own[None].expand(chosen.shape[0], *own.shape).contiguous()
+            swapped.append(full.index_copy(1, self.paths.point_index, picked))
+        return tuple(swapped)
+
+    def choose(self, id_c: torch.Tensor, exp_c: torch.Tensor, project) -> torch.Tensor:
+        """The silhouette candidates (B, C) under a pose: ``project`` maps canonical points
+        (B, M, 3) to image points (B, M, 2) (posing them first)."""
+        candidates = self.candidates(id_c, exp_c)
+        batch, count, length = candidates.shape[:3]
+        anchors = candidates[:, :, 0]
+        tips = self.paths.tips(anchors)
+        image = project(torch.cat([candidates.flatten(1, 2), anchors, tips], 1))
+        return self.paths.choose(image[:, :count * length].view(batch, count, length, 2),
+                                 image[:, count * length:count * (length + 1)], image[:, count * (length + 1):])
+
+
+def _contract(basis: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
+    """basis (P, 3, K) or (B, P, 3, K), coeffs (B, K) -> (B, P, 3)."""
+    return torch.einsum("njk,bk->bnj" if basis.ndim == 3 else "bnjk,bk->bnj", basis, coeffs)
+
+
+def _shape_of(mean, id_basis, exp_basis, id_c, exp_c) -> torch.Tensor:
+    return mean + _contract(id_basis, id_c) + _contract(exp_basis, exp_c)
 
 
 def _to_centred_yup(landmarks: torch.Tensor, face_model: FaceModel) -> torch.Tensor:
@@ -51,22 +128,13 @@ def _to_centred_yup(landmarks: torch.Tensor, face_model: FaceModel) -> torch.Ten
                         (cam.height - 1 - landmarks[..., 1]) - cam.center_y], dim=-1)
 
 
-def _landmark_bases(face_model: FaceModel):
-    """Mean (68,3) and bases (68,3,K) restricted to the landmark vertices."""
-    ids = face_model.landmark_ids
-    mean = face_model.mean_shape.view(-1, 3)[ids]
-    id_basis = face_model.id_basis.view(-1, 3, face_model.id_basis.shape[1])[ids]
-    exp_basis = face_model.exp_basis.view(-1, 3, face_model.exp_basis.shape[1])[ids]
-    return mean, id_basis, exp_basis
-
-
 def _weak_perspective_pose(points3d: torch.Tensor, image_points: torch.Tensor,
                            weights: torch.Tensor):
     """Weighted affine camera fit, orthonormalised: image ≈ s · R[:2] · X + t.
 
-    points3d (B,68,3), image_points (B,68,2), weights (68,). Returns s (B,), R (B,3,3), t (B,2).
+    points3d (B,P,3), image_points (B,P,2), weights (P,) or (B,P). Returns s (B,), R (B,3,3), t (B,2).
     """
-    w = weights.sqrt()[None, :, None]
+    w = weights.sqrt()[..., None]
     design = torch.cat([points3d, torch.ones_like(points3d[..., :1])], dim=-1) * w
     solution = torch.linalg.lstsq(design, image_points * w).solution  # (B, 4, 2)
     rows = solution[:, :3, :].transpose(1, 2)                          # (B, 2, 3)
@@ -82,12 +150,16 @@ def _weak_perspective_pose(points3d: torch.Tensor, image_points: torch.Tensor,
 
 def _shape_solve(scale, rotation, shift, image_points, mean, id_basis, exp_basis, weights,
                  config: LandmarkFitConfig):
-    """Regularised linear least squares for (id, exp) under a fixed weak-perspective pose."""
+    """Regularised linear least squares for (id, exp) under a fixed weak-perspective pose.
+
+    Bases shared (P, 3[, K]) or per image (B, P, 3[, K]); weights (P,) or (B, P)."""
     projector = scale[:, None, None] * rotation[:, :2, :]                 # (B, 2, 3)
-    basis = torch.cat([id_basis, exp_basis], dim=-1)                      # (68, 3, K)
-    design = torch.einsum("bij,njk->bnik", projector, basis)              # (B, 68, 2, K)
-    target = image_points - shift[:, None, :] - torch.einsum("bij,nj->bni", projector, mean)
-    w = (weights / config.sigma_px ** 2).sqrt()[None, :, None]
+    basis = torch.cat([id_basis, exp_basis], dim=-1)                      # ([B,] P, 3, K)
+    batched = basis.ndim == 4
+    design = torch.einsum("bij,bnjk->bnik" if batched else "bij,njk->bnik", projector, basis)  # (B, P, 2, K)
+    target = image_points - shift[:, None, :] - torch.einsum("bij,bnj->bni" if batched else "bij,nj->bni",
+                                                             projector, mean)
+    w = (weights / config.sigma_px ** 2).sqrt()[..., None]
     design = (design * w[..., None]).flatten(1, 2)
     target = (target * w).flatten(1, 2)
     n_id = id_basis.shape[-1]
@@ -106,18 +178,22 @@ def euler_from_rotation(rotation: torch.Tensor) -> torch.Tensor:
     return torch.stack([x, y, z], dim=-1)
 
 
-def _initial_fit(face_model: FaceModel, image_points: torch.Tensor, config: LandmarkFitConfig):
-    mean, id_basis, exp_basis = _landmark_bases(face_model)
-    weights = landmark_weights(config, image_points.device)
+def _initial_fit(points: _PointModel, face_model: FaceModel, image_points: torch.Tensor,
+                 weights: torch.Tensor, config: LandmarkFitConfig):
     batch = image_points.shape[0]
-    id_c = image_points.new_zeros(batch, id_basis.shape[-1])
-    exp_c = image_points.new_zeros(batch, exp_basis.shape[-1])
+    id_c = image_points.new_zeros(batch, points.id_basis.shape[-1])
+    exp_c = image_points.new_zeros(batch, points.exp_basis.shape[-1])
+    chosen = None
     for _ in range(config.alternations):
-        shape = mean + torch.einsum("njk,bk->bnj", id_basis, id_c) \
-            + torch.einsum("njk,bk->bnj", exp_basis, exp_c)
+        mean, id_basis, exp_basis = points.rows(chosen)
+        shape = _shape_of(mean, id_basis, exp_basis, id_c, exp_c)
         scale, rotation, shift = _weak_perspective_pose(shape, image_points, weights)
         id_c, exp_c = _shape_solve(scale, rotation, shift, image_points, mean, id_basis,
                                    exp_basis, weights, config)
+        if points.paths is not None:
+            def project(canonical, scale=scale, rotation=rotation, shift=shift):
+                return scale[:, None, None] * canonical @ rotation[:, :2].transpose(1, 2) + shift[:, None]
+            chosen = points.choose(id_c, exp_c, project)
     # weak perspective s = f / depth of the face centre; the centre sits at z_world = tz
     cam = face_model.camera
     depth = cam.focal_x / scale
@@ -127,29 +203,31 @@ def _initial_fit(face_model: FaceModel, image_points: torch.Tensor, config: Land
 
 
 def _residuals_and_jacobian(params, image_points, bases, sqrt_w, prior_sqrt, cam):
-    """Whitened residuals (B, R) and their analytic Jacobian (B, R, P).
+    """Whitened residuals (B, R) and their analytic Jacobian (B, R, Q).
 
-    params (B, P) = [angle (3), trans (3), id, exp]; the residuals are the 68 weighted
+    params (B, Q) = [angle (3), trans (3), id, exp]; the residuals are the P weighted
     projection errors (x then y per point) followed by the prior terms coeffs·sqrt(prior).
+    bases: mean ([B,]P,3), basis ([B,]P,3,K); sqrt_w (P,) or (B,P).
     """
-    mean, basis = bases                                        # (68,3), (68,3,K)
+    mean, basis = bases
     angle, trans, coeffs = params[:, :3], params[:, 3:6], params[:, 6:]
-    shape = mean + torch.einsum("njk,bk->bnj", basis, coeffs)             # (B,68,3)
+    shape = mean + _contract(basis, coeffs)                                # (B,P,3)
     rotation = rotation_matrix(angle)
     world = shape @ rotation.transpose(1, 2) + trans[:, None]
     depth = cam.distance - world[..., 2]
     focal = torch.tensor([cam.focal_x, cam.focal_y], device=params.device)
     proj = focal * world[..., :2] / depth[..., None]
-    res_lm = (proj - image_points) * sqrt_w[:, None]
+    res_lm = (proj - image_points) * sqrt_w[..., None]
     # d proj / d world: focal/depth * [I2 | xy/depth] (depth = distance - z)
     d_proj = torch.cat([torch.diag_embed((focal / depth[..., None])),
                         (proj / depth[..., None])[..., None]], dim=-1)       # (B,68,2,3)
     d_rot = rotation_derivatives(angle)                                      # (B,3,3,3)
     d_world_angle = torch.einsum("bijk,bnj->bnik", d_rot, shape)             # (B,68,3,3)
     d_world_trans = torch.eye(3, device=params.device).expand_as(d_world_angle)
-    d_world_coeffs = torch.einsum("bij,njk->bnik", rotation, basis)          # (B,68,3,K)
+    d_world_coeffs = torch.einsum("bij,njk->bnik" if basis.ndim == 3 else "bij,bnjk->bnik",
+                                  rotation, basis)                          # (B,P,3,K)
     d_world = torch.cat([d_world_angle, d_world_trans, d_world_coeffs], dim=-1)
-    jac_lm = (d_proj @ d_world) * sqrt_w[None, :, None, None]                # (B,68,2,P)
+    jac_lm = (d_proj @ d_world) * sqrt_w[..., None, None]                    # (B,P,2,Q)
     batch, n_params = params.shape
     jac_prior = torch.cat([params.new_zeros(len(prior_sqrt), 6), torch.diag(prior_sqrt)], 1)
     residuals = torch.cat([res_lm.flatten(1), coeffs * prior_sqrt], dim=1)
@@ -157,23 +235,52 @@ def _residuals_and_jacobian(params, image_points, bases, sqrt_w, prior_sqrt, cam
     return residuals, jacobian
 
 
-def _levenberg_marquardt(face_model: FaceModel, image_points, params, config: LandmarkFitConfig):
-    mean, id_basis, exp_basis = _landmark_bases(face_model)
-    n_id = id_basis.shape[-1]
-    sqrt_w = (landmark_weights(config, params.device) / config.sigma_px ** 2).sqrt()
+def _perspective_projector(params: torch.Tensor, cam):
+    """Canonical points (B, M, 3) -> centred y-up image points (B, M, 2) under params' pose."""
+    rotation, trans = rotation_matrix(params[:, :3]), params[:, 3:6]
+    focal = torch.tensor([cam.focal_x, cam.focal_y], device=params.device)
+
+    def project(canonical: torch.Tensor) -> torch.Tensor:
+        world = canonical @ rotation.transpose(1, 2) + trans[:, None]
+        return focal * world[..., :2] / (cam.distance - world[..., 2:3])
+    return project
+
+
+def _levenberg_marquardt(points: _PointModel, face_model: FaceModel, image_points, weights, params,
+                         config: LandmarkFitConfig):
+    n_id = points.id_basis.shape[-1]
+    sqrt_w = (weights / config.sigma_px ** 2).sqrt()
     prior = torch.ones(params.shape[1] - 6, device=params.device)
     prior[n_id:] = config.exp_weight
-    consts = ((mean, torch.cat([id_basis, exp_basis], -1)), sqrt_w, prior.sqrt(), face_model.camera)
+    cam = face_model.camera
+
+    def bases(chosen):
+        mean, id_basis, exp_basis = points.rows(chosen)
+        return mean, torch.cat([id_basis, exp_basis], -1)
+
+    def choice(params):
+        if points.paths is None:
+            return None
+        return points.choose(params[:, 6:6 + n_id], params[:, 6 + n_id:], _perspective_projector(params, cam))
+
+    consts = (sqrt_w, prior.sqrt(), cam)
     damping = torch.full((params.shape[0],), config.damping, device=params.device)
-    res, jac = _residuals_and_jacobian(params, image_points, *consts)
+    chosen = choice(params)
+    res, jac = _residuals_and_jacobian(params, image_points, bases(chosen), *consts)
     cost = res.square().sum(-1)
     for _ in range(config.lm_iterations):
+        if points.paths is not None:
+            # Re-pick the silhouette in the current pose; the trial step is judged on the
+            # same choice, so the acceptance test compares like with like.
+            chosen = choice(params)
+            res, jac = _residuals_and_jacobian(params, image_points, bases(chosen), *consts)
+            cost = res.square().sum(-1)
         jtj = jac.transpose(1, 2) @ jac
         diag = torch.diagonal(jtj, dim1=1, dim2=2).clamp_min(1e-9)
         step = torch.linalg.solve(jtj + torch.diag_embed(damping[:, None] * diag),
                                   -(jac.transpose(1, 2) @ res[..., None])[..., 0])
         trial = params + step
-        trial_res, trial_jac = _residuals_and_jacobian(trial, image_points, *consts)
+        trial_res, trial_jac = _residuals_and_jacobian(trial, image_points, bases(chosen), *consts)
         trial_cost = trial_res.square().sum(-1)
         better = trial_cost < cost
         params = torch.where(better[:, None], trial, params)
@@ -184,21 +291,42 @@ def _levenberg_marquardt(face_model: FaceModel, image_points, params, config: La
     return params
 
 
+def check_landmarks(landmarks: torch.Tensor, count: int, visibility: torch.Tensor | None = None,
+                    what: str = "landmarks") -> None:
+    """One clear error unless landmarks are (M, count, 2) and visibility None or (M, count)."""
+    if landmarks.ndim != 3 or landmarks.shape[1:] != (count, 2):
+        raise ValueError(f"{what} must be (M, {count}, 2) for a landmark set of {count} points, "
+                         f"got {tuple(landmarks.shape)}")
+    if visibility is not None and tuple(visibility.shape) != tuple(landmarks.shape[:2]):
+        raise ValueError(f"{what} visibility must be ({landmarks.shape[0]}, {count}), got {tuple(visibility.shape)}")
+
+
 @torch.no_grad()
 def fit_landmarks(face_model: FaceModel, landmarks: torch.Tensor,
-                  config: LandmarkFitConfig | None = None) -> Coeffs:
-    """MAP fit of identity, expression and pose to 68 landmarks.
+                  config: LandmarkFitConfig | None = None, landmark_set: LandmarkSet | None = None,
+                  visibility: torch.Tensor | None = None) -> Coeffs:
+    """MAP fit of identity, expression and pose to a landmark set's detected points.
 
-    landmarks: (B, 68, 2) float, y-down pixels of the camera's image (the 224 crop).
+    landmarks: (B, P, 2) float, y-down pixels of the camera's image (the 224 crop);
+    landmark_set: where the P points lie on the model (default ``default_landmark_set``:
+    the 68 iBUG vertices, jaw weighted ``config.contour_weight``); its weights are the
+    points' w_i; visibility: optional (B, P) in [0, 1], multiplies each point's weight.
     Returns Coeffs with id, exp, angle, trans set; tex and gamma zero.
     """
     config = config or LandmarkFitConfig()
-    if landmarks.ndim != 3 or landmarks.shape[1:] != (N_LANDMARKS, 2):
-        raise ValueError(f"landmarks must be (B, 68, 2), got {tuple(landmarks.shape)}")
+    landmark_set = landmark_set or default_landmark_set(face_model, config)
+    check_landmarks(landmarks, landmark_set.count, visibility)
+    device = face_model.mean_shape.device
+    landmark_set = landmark_set.to(device)
+    paths = ContourPaths.build(landmark_set, face_model) if config.slide_contour else None
+    points = _PointModel(face_model, landmark_set, paths)
+    weights = landmark_set.weights.to(face_model.mean_shape)
+    if visibility is not None:
+        weights = weights * visibility.to(weights)
     image_points = _to_centred_yup(landmarks.to(face_model.mean_shape), face_model)
-    id_c, exp_c, angle, trans = _initial_fit(face_model, image_points, config)
+    id_c, exp_c, angle, trans = _initial_fit(points, face_model, image_points, weights, config)
     params = torch.cat([angle, trans, id_c, exp_c], dim=1)
-    params = _levenberg_marquardt(face_model, image_points, params, config)
+    params = _levenberg_marquardt(points, face_model, image_points, weights, params, config)
     n_id = id_c.shape[1]
     coeffs = Coeffs.zeros(landmarks.shape[0], face_model.coeff_sizes,
                           device=params.device, dtype=params.dtype)

@@ -8,8 +8,9 @@ of the original live in ``recon.constants`` and are gathered in ``LossWeights``;
 functions here return *unweighted* terms, ``total_loss`` weights and sums them.
 
 Image conventions: images are (B, 3, H, W) RGB floats in [0, 1]; masks and attention maps
-(B, 1, H, W) in [0, 1]; landmarks (B, 68, 2) in pixels of the 224 crop (any convention, as
-long as prediction and target agree; faceset uses y-down).
+(B, 1, H, W) in [0, 1]; landmarks (B, P, 2) in pixels of the 224 crop (any convention, as
+long as prediction and target agree; faceset uses y-down), P = 68 for the original's term
+or any landmark set's count with its weights (``set_landmark_weights``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from . import constants as C
+from .landmark_set import LandmarkSet
 
 REDUCTIONS = ("batch", "none")
 
@@ -191,27 +193,63 @@ def contrast_loss(pred_contrast: torch.Tensor, target_contrast: torch.Tensor, at
 
 def landmark_weights(n_landmarks: int = 68, device=None, dtype=torch.float32) -> torch.Tensor:
     """(68,) weights: 20 on 0-based 28-30 (nose ridge) and 60-67 (inner mouth), else 1."""
+    if n_landmarks != 68:
+        raise ValueError(f"the original's landmark weights are for the 68 iBUG points, not {n_landmarks}")
     weights = torch.ones(n_landmarks, device=device, dtype=dtype)
     weights[list(C.LANDMARK_HEAVY_IDS)] = C.LANDMARK_HEAVY_WEIGHT
     return weights
 
 
-def landmark_loss(pred: torch.Tensor, target: torch.Tensor, reduction: str = "batch",
-                  visibility: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """L = sum_b sum_i w_i ||p_i - q_i||^2 / (B * 68) (SPEC 5).
+# The original's 68-point term divides by 68 while its weights sum to 277: its mean weight.
+IBUG68_MEAN_WEIGHT = (68 + (C.LANDMARK_HEAVY_WEIGHT - 1) * len(C.LANDMARK_HEAVY_IDS)) / 68
 
-    pred, target: (B, 68, 2) pixels of the 224 crop (same convention for both).
-    visibility: optional (B, 68) in [0, 1] multiplying w_i (e.g. 0 for landmarks a
-    detector marked as occluded); the normaliser stays 68, as the original's.
-    Returns a 0-d tensor or (B,) (per image: sum_i w_i ||.||^2 / 68).
+
+def set_landmark_weights(landmark_set: LandmarkSet, device=None, dtype=torch.float32) -> tuple[torch.Tensor, float]:
+    """Weights (P,) and normaliser of ``landmark_loss`` for a landmark set.
+
+    The iBUG 68 set: the original's weights (SPEC 5) times the set's own (all 1 in
+    ``LandmarkSet.ibug68``'s default) over 68, so the term is the original's exactly. Any
+    other set: its own weights over sum(weights) / IBUG68_MEAN_WEIGHT, i.e. the weighted
+    mean squared error times the 68-point term's mean weight: points that all miss by r
+    pixels cost the same as the 68-point term's points that all miss by r, whatever P
+    (a denser set refines where the error sits, it does not multiply the term's scale,
+    so the fitting weight of the landmark term keeps its meaning).
+    """
+    own = landmark_set.weights.to(device=device, dtype=dtype)
+    if landmark_set.name == "ibug68" and landmark_set.count == 68:
+        return landmark_weights(68, device, dtype) * own, 68.0
+    total = float(own.sum())
+    if total <= 0:
+        raise ValueError(f"landmark set {landmark_set.name}: all weights are zero")
+    return own, total / IBUG68_MEAN_WEIGHT
+
+
+def landmark_loss(pred: torch.Tensor, target: torch.Tensor, reduction: str = "batch",
+                  visibility: Optional[torch.Tensor] = None, weights: Optional[torch.Tensor] = None,
+                  normaliser: Optional[float] = None) -> torch.Tensor:
+    """L = sum_b sum_i w_i ||p_i - q_i||^2 / (B * n) (SPEC 5 for the 68 iBUG points).
+
+    pred, target: (B, P, 2) pixels of the 224 crop (same convention for both).
+    visibility: optional (B, P) in [0, 1] multiplying w_i (e.g. 0 for landmarks a
+    detector marked as occluded); the normaliser stays, as the original's 68.
+    weights (P,) and normaliser n: a landmark set's (``set_landmark_weights``); without
+    them P must be 68 and the original's weights and n = 68 apply.
+    Returns a 0-d tensor or (B,) (per image: sum_i w_i ||.||^2 / n).
     """
     _check_reduction(reduction)
     if pred.shape != target.shape or pred.ndim != 3 or pred.shape[-1] != 2:
-        raise ValueError(f"landmarks must both be (B, K, 2), got {tuple(pred.shape)} and "
+        raise ValueError(f"landmarks must both be (B, P, 2), got {tuple(pred.shape)} and "
                          f"{tuple(target.shape)}")
-    weights = landmark_weights(pred.shape[1], pred.device, pred.dtype)
+    if weights is None:
+        weights, normaliser = landmark_weights(pred.shape[1], pred.device, pred.dtype), 68.0
+    elif weights.shape != pred.shape[1:2] or normaliser is None:
+        raise ValueError(f"landmark weights must be ({pred.shape[1]},) with a normaliser, got "
+                         f"{tuple(weights.shape)} and {normaliser}")
+    if visibility is not None and visibility.shape != pred.shape[:2]:
+        raise ValueError(f"landmark visibility must be {tuple(pred.shape[:2])}, got {tuple(visibility.shape)}")
+    weights = weights.to(pred)
     weights = weights.expand(pred.shape[:2]) if visibility is None else weights * visibility
-    per_image = (weights * ((pred - target) ** 2).sum(-1)).sum(1) / pred.shape[1]
+    per_image = (weights * ((pred - target) ** 2).sum(-1)).sum(1) / normaliser
     return per_image.mean() if reduction == "batch" else per_image
 
 

@@ -104,3 +104,45 @@ def test_aggregation_skips_invalid_images():
     assert float(fused.weights[2].abs().max()) == 0.0
     with pytest.raises(ValueError, match="no valid"):
         aggregate_identity(face_model, coeffs, valid=torch.zeros(3, dtype=torch.bool))
+
+
+def test_information_and_quality_on_a_landmark_set():
+    """The default is the iBUG 68 set; another set's information is J^T W J over its own
+    points with its weights scaled to the 68-point term (checked by finite differences),
+    and fitting it exactly gives quality 1."""
+    from recon.landmark_set import LandmarkSet
+    from recon.losses import set_landmark_weights
+    face_model = FaceModel(small_model())
+    coeffs = _posed_coeffs(face_model, 2, 5)
+    explicit = LandmarkSet.ibug68(face_model.landmark_ids)
+    assert torch.equal(landmark_information(face_model, coeffs), landmark_information(face_model, coeffs, explicit))
+    g = torch.Generator().manual_seed(6)
+    triangles = face_model.triangles[torch.randint(0, face_model.triangles.shape[0], (120,), generator=g)]
+    bary = torch.rand(120, 3, generator=g) + 0.05
+    dense = LandmarkSet("dense-test", triangles, bary / bary.sum(1, keepdim=True), torch.rand(120, generator=g) + 0.5,
+                        torch.zeros(120, dtype=torch.bool))
+    face_model = face_model.double()
+    coeffs = coeffs.map(lambda t: t.double())
+    info = landmark_information(face_model, coeffs, dense)
+    weights, normaliser = set_landmark_weights(dense, dtype=torch.float64)
+    weights = weights * 68.0 / normaliser
+
+    def points(c):
+        return dense.points(face_model.camera.to_camera_space(face_model.compute(c).world))
+
+    h = 1e-5
+    for b in range(2):
+        for k in range(coeffs.id.shape[1]):
+            up, down = coeffs[b].id.clone(), coeffs[b].id.clone()
+            up[0, k] += h
+            down[0, k] -= h
+            d = (face_model.camera.project(points(coeffs[b].replace(id=up)))
+                 - face_model.camera.project(points(coeffs[b].replace(id=down)))) / (2 * h)
+            assert float(info[b, k]) == pytest.approx(float((weights[:, None] * d[0] ** 2).sum()), rel=1e-5)
+    exact = face_model.camera.project(points(coeffs))
+    from aggregation.identity import fit_quality
+    torch.testing.assert_close(fit_quality(face_model, coeffs, exact, 3.0, dense), torch.ones(2, dtype=torch.float64))
+    fused = aggregate_identity(face_model, coeffs, exact, landmark_set=dense)
+    assert fused.id.shape == (1, coeffs.id.shape[1])
+    with pytest.raises(ValueError, match="120 points"):
+        aggregate_identity(face_model, coeffs, exact[:, :68], landmark_set=dense)

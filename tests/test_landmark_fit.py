@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from recon.face_model import FaceModel, rotation_matrix
@@ -83,3 +84,104 @@ def test_lighting_is_recovered_from_an_image_of_the_face_colours():
     image = torch.tensor(np.stack(channels), dtype=torch.float32)[None]
     gamma = estimate_lighting(fm, coeffs, image, ridge=1e-6)
     torch.testing.assert_close(gamma, coeffs.gamma, atol=0.03, rtol=0)
+
+
+# ----------------------------------------------------------------- landmark sets, sliding
+
+def _embedded_without_size_mode():
+    """The embedded model (coarse) with 10 id and 6 expression modes, without the overall
+    size mode: a larger, nearer face and a smaller, farther one project alike under a
+    narrow-angle camera, so the size mode is left out where exact recovery is asserted."""
+    from dataclasses import replace as replace_fields
+    from recon.models.procedural import build_embedded_model
+    model = build_embedded_model(resolution=40)
+    return FaceModel(replace_fields(model, id_basis=model.id_basis[:, 1:11].contiguous(),
+                                    exp_basis=model.exp_basis[:, :6].contiguous(),
+                                    tex_basis=model.tex_basis[:, :4].contiguous()))
+
+
+def _dense_set(fm, count=300, contour_count=40, seed=0):
+    """Random points on random front triangles with random barycentrics; the points
+    furthest from the midline are flagged contour."""
+    from recon.landmark_set import LandmarkSet
+    g = torch.Generator().manual_seed(seed)
+    triangles = fm.front_triangles[torch.randint(0, fm.front_triangles.shape[0], (count,), generator=g)]
+    bary = torch.rand(count, 3, generator=g) + 0.05
+    bary = bary / bary.sum(1, keepdim=True)
+    contour = torch.zeros(count, dtype=torch.bool)
+    side = fm.mean_shape.view(-1, 3)[triangles[:, 0], 0].abs()
+    contour[side.argsort(descending=True)[:contour_count]] = True
+    return LandmarkSet("dense-test", triangles, bary, torch.ones(count), contour)
+
+
+def _dense_truth(fm):
+    g = torch.Generator().manual_seed(0)
+    coeffs = Coeffs.zeros(4, fm.coeff_sizes)
+    coeffs.id = torch.randn(coeffs.id.shape, generator=g) * 0.5
+    coeffs.exp = torch.randn(coeffs.exp.shape, generator=g) * 0.5
+    coeffs.angle = torch.tensor([[0.1, 0.3, 0.05], [-0.2, -0.6, 0.0], [0.0, 0.0, 0.0], [0.05, 0.7, -0.1]])
+    coeffs.trans = torch.tensor([[0.1, -0.05, 0.3], [0.0, 0.0, -0.5], [0.0, 0.0, 0.0], [0.2, 0.1, 1.0]])
+    return coeffs
+
+
+def _set_projections(fm, coeffs, landmark_set, slide):
+    from recon.contour import ContourPaths, slid_points
+    paths = ContourPaths.build(landmark_set, fm) if slide else None
+    return slid_points(landmark_set, paths, fm.compute(coeffs).camera, rotation_matrix(coeffs.angle), fm.camera)
+
+
+def _assert_recovered(fm, fit, truth):
+    torch.testing.assert_close(fit.angle, truth.angle, atol=1e-4, rtol=0)
+    torch.testing.assert_close(fit.trans, truth.trans, atol=3e-2, rtol=0)
+    vertex_error = (fm.shape(fit.id, fit.exp) - fm.shape(truth.id, truth.exp)).norm(dim=-1).mean(1)
+    assert float(vertex_error.max()) < 0.015   # dm: 1.5 mm mean over the mesh
+
+
+@pytest.mark.parametrize("slide", [False, True])
+def test_dense_set_recovers_pose_and_shape_from_exact_projections(slide):
+    """300 surface points: exact projections of a known face (contour points on its
+    silhouette when sliding) give back its pose and shape; with sliding targets, a fit
+    that does not slide cannot explain them."""
+    fm = _embedded_without_size_mode()
+    landmark_set = _dense_set(fm)
+    truth = _dense_truth(fm)
+    target = _set_projections(fm, truth, landmark_set, slide)
+    config = LandmarkFitConfig(sigma_px=0.01, lm_iterations=15, slide_contour=slide)
+    fit = fit_landmarks(fm, target, config, landmark_set=landmark_set)
+    _assert_recovered(fm, fit, truth)
+    assert float((_set_projections(fm, fit, landmark_set, slide) - target).norm(dim=-1).max()) < 0.01
+    if slide:
+        fixed = fit_landmarks(fm, target, LandmarkFitConfig(sigma_px=0.01, lm_iterations=15), landmark_set=landmark_set)
+        assert float((_set_projections(fm, fixed, landmark_set, False) - target).norm(dim=-1).max()) > 5.0
+
+
+def test_the_68_set_is_the_default_and_visibility_weights_points():
+    from recon.landmark_set import LandmarkSet
+    fm = FaceModel(tiny_model(), recenter=False)
+    truth = synthetic_batch(fm, seed=1)
+    target = fm.compute(truth).landmarks + torch.randn(4, 68, 2, generator=torch.Generator().manual_seed(2))
+    default = fit_landmarks(fm, target)
+    explicit = fit_landmarks(fm, target, landmark_set=LandmarkSet.ibug68(fm.landmark_ids, contour_weight=0.5))
+    for group in Coeffs.GROUPS:
+        assert torch.equal(getattr(default, group), getattr(explicit, group))
+    # a point marked invisible is a point of weight zero
+    visibility = torch.ones(4, 68)
+    visibility[:, 40:48] = 0.0
+    weights = torch.ones(68)
+    weights[:17] = 0.5
+    weights[40:48] = 0.0
+    hidden = fit_landmarks(fm, target, visibility=visibility)
+    zero_weight = fit_landmarks(fm, target, landmark_set=LandmarkSet.from_vertices("ibug68", fm.landmark_ids, weights))
+    torch.testing.assert_close(hidden.id, zero_weight.id, atol=1e-4, rtol=0)
+    torch.testing.assert_close(hidden.angle, zero_weight.angle, atol=1e-5, rtol=0)
+    assert float((hidden.id - default.id).abs().max()) > 1e-3
+
+
+def test_landmark_count_must_match_the_set():
+    from recon.landmark_set import LandmarkSet
+    fm = FaceModel(tiny_model(), recenter=False)
+    dense = LandmarkSet.from_vertices("dense", torch.arange(70))
+    with pytest.raises(ValueError, match=r"must be \(M, 70, 2\) for a landmark set of 70 points, got \(2, 68, 2\)"):
+        fit_landmarks(fm, torch.zeros(2, 68, 2), landmark_set=dense)
+    with pytest.raises(ValueError, match=r"visibility must be \(2, 68\)"):
+        fit_landmarks(fm, torch.zeros(2, 68, 2), visibility=torch.ones(2, 70))
