@@ -5,7 +5,9 @@ displacement along the normals (``detail_mm`` RMS over the face) that the model 
 express, so no fit is exact. Per image: an expression, a pose (yaw up to +-60 degrees,
 pitch +-30, roll +-10), coloured SH lighting, a random background, an optional occluder,
 a random image size and face scale. Everything comes from one seeded generator, so a
-seed gives the same files.
+seed gives the same files. This is ``--realism model``: a fit scored on these photos
+inverts its own renderer; ``faceset.photoreal`` (``--realism photo``) writes the same
+layout with ``.jpg`` photos from shapes, skin, light and cameras outside the model.
 
 Layout written under OUT (``<s>`` a subject, ``<i>`` an image stem ``<s>_<k>``)::
 

@@ -140,7 +140,7 @@ class PhotoGenerator:
         self.atlas = Atlas.of(self.mesh, config.texture_size)
         self.shell, self.shell_triangles = ellipsoid(*HAIR)
         self.neck = ellipsoid(*NECK, 16, 24)
-        self.torso = ellipsoid(*TORSO, 16, 40)
+        self.torso = ellipsoid(*TORSO, 20, 48, power=0.6)
         self.mean = face_model.mean_shape.view(-1, 3).double().numpy()
         self.id_basis = face_model.id_basis.double().numpy()
         self.exp_basis = face_model.exp_basis.double().numpy()
@@ -249,7 +249,7 @@ class PhotoGenerator:
         strands = (1 + 0.2 * np.sin(pos[:, 0] * 700 + 4 * np.sin(pos[:, 1] * 40)))[:, None]
         plain = np.where((np.abs(kind) < 0.5)[:, None], plain * strands, plain)
         albedo = np.where(face_w[:, None] > 0.5, colour, plain) ** DISPLAY_GAMMA
-        spec = np.where(face_w > 0.5, spec * rng.uniform(0.03, 0.08), np.where(np.abs(kind) < 0.5, 0.02, 0.005))
+        spec = np.where(face_w > 0.5, spec * rng.uniform(0.015, 0.05), np.where(np.abs(kind) < 0.5, 0.02, 0.005))
         eye = np.array([0.0, 0.0, camera.distance])
         view = eye - pos
         view /= np.linalg.norm(view, axis=1, keepdims=True)

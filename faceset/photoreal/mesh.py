@@ -183,15 +183,17 @@ def draw_deformation(rng: np.random.Generator, fields: dict[str, np.ndarray], sc
     return total, amplitudes
 
 
-def ellipsoid(radii, centre, rows: int = 24, cols: int = 32) -> tuple[np.ndarray, np.ndarray]:
+def ellipsoid(radii, centre, rows: int = 24, cols: int = 32, power: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """A closed ellipsoid mesh (dm): vertices (V, 3), outward counter-clockwise triangles
     (F, 3); the poles repeat vertices, so a few triangles are degenerate (the rasterizer
-    skips them)."""
+    skips them). ``power`` < 1 makes it a boxier superellipsoid (each unit coordinate c
+    becomes sign(c) |c|^power)."""
     radii, centre = np.asarray(radii, float), np.asarray(centre, float)
     phi = np.linspace(0.0, np.pi, rows)                   # from the top
     lam = np.linspace(0.0, 2 * np.pi, cols, endpoint=False)
     pp, ll = np.meshgrid(phi, lam, indexing="ij")
     unit = np.stack([np.sin(pp) * np.sin(ll), np.cos(pp), np.sin(pp) * np.cos(ll)], -1).reshape(-1, 3)
+    unit = np.sign(unit) * np.abs(unit) ** power
     vertices = unit * radii + centre
     i, j = np.meshgrid(np.arange(rows - 1), np.arange(cols), indexing="ij")
     a, b = (i * cols + j).ravel(), (i * cols + (j + 1) % cols).ravel()
@@ -207,9 +209,9 @@ def ellipsoid(radii, centre, rows: int = 24, cols: int = 32) -> tuple[np.ndarray
 # Body parts behind and below the face mask (the model's mesh is an open mask): the back of
 # the head with the hair, the neck (both move with the head) and the shoulders (which turn
 # only a little with it). Radii and centres in dm, in the model frame.
-HAIR = ((0.70, 0.95, 0.80), (0.0, 0.20, -0.75))
+HAIR = ((0.76, 1.0, 0.85), (0.0, 0.25, -0.72))
 NECK = ((0.50, 1.1, 0.48), (0.0, -1.35, -0.42))
-TORSO = ((2.0, 1.0, 1.0), (0.0, -2.7, -0.7))
+TORSO = ((1.9, 2.0, 0.8), (0.0, -3.65, -0.7))
 
 
 def head_shell() -> tuple[np.ndarray, np.ndarray]:

@@ -129,14 +129,22 @@ def background(rng: np.random.Generator, width: int, height: int, blur_px: float
     """(H, W, 3) display RGB: a cluttered scene (wall, shelves, windows, lamps, plants,
     textured panels) defocused by ``blur_px``."""
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
-    base = rng.uniform(0.15, 0.85, 3)
+
+    def muted() -> np.ndarray:
+        """A room colour: mostly greys, beiges and muted tints, sometimes a saturated one."""
+        grey = rng.uniform(0.1, 0.9)
+        saturation = rng.uniform(0.05, 0.25) if rng.random() < 0.8 else rng.uniform(0.3, 0.6)
+        warm = np.array([1.0, 0.92, 0.8]) if rng.random() < 0.6 else np.ones(3)
+        return np.clip(grey * warm * (1 + saturation * rng.uniform(-1, 1, 3)), 0, 1)
+
+    base = muted()
     image = np.empty((height, width, 3))
     image[:] = base
     grad = rng.uniform(-0.25, 0.25)
     image *= (1 + grad * (yy / height - 0.5))[..., None]
-    for _ in range(int(rng.integers(6, 16))):
+    for _ in range(int(rng.integers(4, 12))):
         kind = rng.integers(0, 5)
-        colour = rng.uniform(0.0, 1.0, 3)
+        colour = muted()
         cx, cy = rng.uniform(0, width), rng.uniform(0, height)
         sx, sy = rng.uniform(0.05, 0.5) * width, rng.uniform(0.05, 0.5) * height
         if kind == 0:       # rectangle (furniture, frames, doors)
