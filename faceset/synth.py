@@ -5,7 +5,9 @@ displacement along the normals (``detail_mm`` RMS over the face) that the model 
 express, so no fit is exact. Per image: an expression, a pose (yaw up to +-60 degrees,
 pitch +-30, roll +-10), coloured SH lighting, a random background, an optional occluder,
 a random image size and face scale. Everything comes from one seeded generator, so a
-seed gives the same files.
+seed gives the same files. This is ``--realism model``: a fit scored on these photos
+inverts its own renderer; ``faceset.photoreal`` (``--realism photo``) writes the same
+layout with ``.jpg`` photos from shapes, skin, light and cameras outside the model.
 
 Layout written under OUT (``<s>`` a subject, ``<i>`` an image stem ``<s>_<k>``)::
 
@@ -220,7 +222,8 @@ def scan_vertices_mm(face_model: FaceModel, id_c: torch.Tensor, displacement: to
     return neutral.double().numpy() * C.MM_PER_UNIT
 
 
-def _write_landmarks(path: Path, points: np.ndarray) -> None:
+def write_landmarks(path: Path, points: np.ndarray) -> None:
+    """68 (or any K) points, ``x y`` per line with full float precision (y-down pixels)."""
     write_atomic(path, "".join(f"{x!r} {y!r}\n" for x, y in points.tolist()).encode())
 
 
@@ -241,7 +244,7 @@ def _write_image(out: Path, subject: str, item: SyntheticImage) -> dict:
     photo = base / "images" / f"{item.stem}.png"
     write_png(photo, item.image)
     write_detections(base / "images" / "detections" / f"{item.stem}.txt", item.five)
-    _write_landmarks(base / "images" / "landmarks" / f"{item.stem}.txt", item.landmarks68)
+    write_landmarks(base / "images" / "landmarks" / f"{item.stem}.txt", item.landmarks68)
     cam = item.camera
     extra = {"intrinsics": cam.intrinsics().numpy(), "image_size": np.array([cam.width, cam.height]),
              "occluder": np.array(item.occluder if item.occluder else [-1, -1, -1, -1])}

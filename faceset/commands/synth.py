@@ -1,4 +1,11 @@
-"""``faceset synth OUT --subjects N --images M [--seed S]``: synthetic photo sets with truth."""
+"""``faceset synth OUT --subjects N --images M [--seed S] [--realism model|photo]``: synthetic
+photo sets with truth.
+
+``--realism model`` (default) renders with the fitted model itself (its renderer, SH shading
+and prior; ``faceset.synth``); ``--realism photo`` uses the out-of-model generator
+(``faceset.photoreal``): a denser surface with shapes outside the basis and prior, its own
+rasterizer with shadows, specular, ambient occlusion and painted skin, wide-angle to
+telephoto cameras, cluttered backgrounds, occluders, noise and JPEG photos."""
 
 from __future__ import annotations
 
@@ -15,10 +22,15 @@ def register(subparsers) -> None:
     parser.add_argument("--subjects", type=int, default=3, help="number of people (default 3)")
     parser.add_argument("--images", type=int, default=8, help="photos per person (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--realism", choices=("model", "photo"), default="model",
+                        help="model: render with the fitted model itself (default); photo: the "
+                             "out-of-model generator (own renderer, shapes and light outside the "
+                             "model, .jpg photos)")
     parser.add_argument("--detail-mm", type=float, default=2.0,
                         help="RMS of the unmodellable surface detail in mm (default 2)")
-    parser.add_argument("--occluder-probability", type=float, default=0.25,
-                        help="chance that a photo gets an occluder (default 0.25)")
+    parser.add_argument("--occluder-probability", type=float, default=None,
+                        help="chance that a photo gets an occluder (default 0.25; 0.3 with "
+                             "--realism photo)")
     parser.add_argument("--model-resolution", type=int, default=None,
                         help="rows of the embedded model grid (default: its own default)")
     parser.set_defaults(func=run)
@@ -29,10 +41,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.subjects < 1 or args.images < 1:
         raise ValueError("--subjects and --images must be at least 1")
-    config = SynthConfig(subjects=args.subjects, images=args.images, seed=args.seed,
-                         detail_mm=args.detail_mm, occluder_probability=args.occluder_probability,
-                         model_resolution=args.model_resolution)
-    manifest = synthesize(args.out, config)
+    options = {"subjects": args.subjects, "images": args.images, "seed": args.seed,
+               "detail_mm": args.detail_mm, "model_resolution": args.model_resolution}
+    if args.occluder_probability is not None:
+        options["occluder_probability"] = args.occluder_probability
+    if args.realism == "photo":
+        from faceset.photoreal.generate import PhotoConfig, synthesize_photos
+        manifest = synthesize_photos(args.out, PhotoConfig(**options))
+    else:
+        manifest = synthesize(args.out, SynthConfig(**options))
     count = sum(len(s["images"]) for s in manifest["subjects"].values())
     print(f"wrote {len(manifest['subjects'])} subjects, {count} photos to {args.out}")
     return 0
