@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from recon import losses as L
 from recon.contour import ContourPaths, slid_points
+from recon.crop_camera import with_intrinsics
 from recon.face_model import rotation_matrix
 from recon.landmark_fit import check_landmarks
 from recon.landmark_set import LandmarkSet
@@ -50,13 +51,16 @@ class FitTargets:
     landmarks: (M, P, 2) float, y-down pixels of the crop (a detector's P points);
     landmark_visibility: optional (M, P) in [0, 1], multiplies each landmark's weight;
     landmark_set: where the P points lie on the model (``recon.landmark_set``); None: the
-        model's 68 iBUG landmark vertices (P = 68), the original's term.
+        model's 68 iBUG landmark vertices (P = 68), the original's term;
+    intrinsics: optional (M, 3) ``[focal, center_x, center_y_up]`` crop pixels, each photo's
+        own camera (``recon.crop_camera``); None: the face model's camera for all.
     """
 
     images: torch.Tensor
     landmarks: torch.Tensor
     landmark_visibility: Optional[torch.Tensor] = None
     landmark_set: Optional[LandmarkSet] = None
+    intrinsics: Optional[torch.Tensor] = None
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4 or self.images.shape[1] != 3:
@@ -66,11 +70,15 @@ class FitTargets:
         if self.landmarks.shape[0] != self.images.shape[0]:
             raise ValueError(f"target landmarks are for {self.landmarks.shape[0]} images, "
                              f"the images are {self.images.shape[0]}")
+        if self.intrinsics is not None and tuple(self.intrinsics.shape) != (self.images.shape[0], 3):
+            raise ValueError(f"target intrinsics must be ({self.images.shape[0]}, 3), "
+                             f"got {tuple(self.intrinsics.shape)}")
 
     def to(self, device) -> "FitTargets":
         return FitTargets(self.images.to(device), self.landmarks.to(device),
                           None if self.landmark_visibility is None else self.landmark_visibility.to(device),
-                          None if self.landmark_set is None else self.landmark_set.to(device))
+                          None if self.landmark_set is None else self.landmark_set.to(device),
+                          None if self.intrinsics is None else self.intrinsics.to(device))
 
     @property
     def count(self) -> int:
@@ -256,7 +264,8 @@ def _loss_terms(face_model, params: _Parameters, targets: FitTargets, level: _Le
                 refresh_outliers: bool, landmark_term: _LandmarkTerm) -> dict[str, torch.Tensor]:
     """Unweighted per-image terms (M,) of the current coefficients at one level."""
     coeffs = params.coeffs()
-    geometry = face_model.compute(coeffs)
+    geometry = with_intrinsics(face_model.compute(coeffs), face_model.camera, face_model.landmark_ids,
+                               targets.intrinsics)
     rendered, front = _render_face(face_model, geometry, level)
     if refresh_outliers:
         _update_outliers(config, rendered, front, level)

@@ -11,12 +11,14 @@ no rotation), so a photo camera of focal F pixels with principal point p is, in 
 pixels, a camera of focal s F with principal point T(p). The renderer and the face model
 keep their one ``Camera``; a per-image camera is applied to camera-space points instead:
 
-    x' = k x + a z,   y' = k y + b z,   z' = z,   k = f_i / f,  a = (cx_i - cx) / f,
-    b = (cy_i - cy) / f
+    x' = x + (a / k) z,   y' = y + (b / k) z,   z' = z / k,
+    k = f_i / f,   a = (cx_i - cx) / f,   b = (cy_i - cy) / f
 
 projects through the shared camera (u = f x'/z' + cx) exactly as the image's own camera
-projects the original point (u = f_i x/z + cx_i); depth is unchanged, so rasterisation,
-z-buffering and perspective-correct interpolation are those of the image's camera.
+projects the original point (u = f_i x/z + cx_i). Depth is scaled by one factor per image,
+which keeps the z-order and perspective-correct interpolation of the image's camera and
+puts a face at the depth its focal length implies (a selfie's 3-4 dm at a wide focal)
+back near the shared camera's distance, inside the renderer's near and far planes.
 
 Intrinsics of a batch are an (M, 3) tensor ``[focal, center_x, center_y]`` in crop pixels,
 principal point **y-up** like ``Camera.center_y``.
@@ -24,12 +26,13 @@ principal point **y-up** like ``Camera.center_y``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional
 
 import numpy as np
 import torch
 
-from .types import Camera
+from .types import Camera, FaceGeometry
 
 FULL_FRAME_DIAGONAL_MM = float(np.hypot(36.0, 24.0))  # the 35 mm film frame's diagonal
 EXIF_FOCAL_35MM = 0xA405                              # FocalLengthIn35mmFilm (EXIF sub-IFD)
@@ -47,7 +50,7 @@ def adapt_camera_points(points: torch.Tensor, camera: Camera, intrinsics: torch.
 
     points: (M, N, 3) camera space of ``camera`` (z = depth > 0, model units);
     intrinsics: (M, 3) ``[focal, center_x, center_y_up]`` crop pixels (square pixels).
-    Returns (M, N, 3), differentiable in both.
+    Returns (M, N, 3), differentiable in both; depth scaled by f / f_i (module docstring).
     """
     if points.ndim != 3 or intrinsics.shape != (points.shape[0], 3):
         raise ValueError(f"points must be (M, N, 3) and intrinsics (M, 3), got {tuple(points.shape)} "
@@ -57,7 +60,18 @@ def adapt_camera_points(points: torch.Tensor, camera: Camera, intrinsics: torch.
     a = ((intrinsics[:, 1] - camera.center_x) / camera.focal_x)[:, None]
     b = ((intrinsics[:, 2] - camera.center_y) / camera.focal_y)[:, None]
     x, y, z = points.unbind(-1)
-    return torch.stack([k * x + a * z, k * y + b * z, z], dim=-1)
+    return torch.stack([x + (a / k) * z, y + (b / k) * z, z / k], dim=-1)
+
+
+def with_intrinsics(geometry: FaceGeometry, camera: Camera, landmark_ids: torch.Tensor,
+                    intrinsics: Optional[torch.Tensor]) -> FaceGeometry:
+    """``geometry`` seen through each image's own camera: camera-space points adapted
+    (``adapt_camera_points``) and the 68 landmarks projected again; world points, normals
+    and colours do not depend on the camera. ``intrinsics`` None: unchanged."""
+    if intrinsics is None:
+        return geometry
+    adapted = adapt_camera_points(geometry.camera, camera, intrinsics)
+    return replace(geometry, camera=adapted, landmarks=camera.project(adapted[:, landmark_ids]))
 
 
 def crop_intrinsics(transform, photo_focal_px: float, principal_point: Optional[tuple[float, float]] = None) -> np.ndarray:

@@ -121,11 +121,36 @@ def _shape_of(mean, id_basis, exp_basis, id_c, exp_c) -> torch.Tensor:
     return mean + _contract(id_basis, id_c) + _contract(exp_basis, exp_c)
 
 
-def _to_centred_yup(landmarks: torch.Tensor, face_model: FaceModel) -> torch.Tensor:
-    """y-down pixels -> (x - cx, v_up - cy): the image plane of the original's camera."""
-    cam = face_model.camera
-    return torch.stack([landmarks[..., 0] - cam.center_x,
-                        (cam.height - 1 - landmarks[..., 1]) - cam.center_y], dim=-1)
+@dataclass(frozen=True)
+class _ImageCameras:
+    """Each image's pinhole: focal (B, 1, 2) and principal point (B, 1, 2, y-up) in pixels of
+    the face model camera's image, and the shared camera distance (model units)."""
+
+    focal: torch.Tensor
+    centre: torch.Tensor
+    distance: float
+
+    @classmethod
+    def of(cls, face_model: FaceModel, batch: int, intrinsics: torch.Tensor | None) -> "_ImageCameras":
+        cam = face_model.camera
+        like = face_model.mean_shape
+        if intrinsics is None:
+            focal = like.new_tensor([cam.focal_x, cam.focal_y]).expand(batch, 1, 2)
+            centre = like.new_tensor([cam.center_x, cam.center_y]).expand(batch, 1, 2)
+        else:
+            if intrinsics.shape != (batch, 3):
+                raise ValueError(f"intrinsics must be ({batch}, 3) [focal, cx, cy_up], got {tuple(intrinsics.shape)}")
+            intrinsics = intrinsics.to(like)
+            focal = intrinsics[:, None, :1].expand(batch, 1, 2)
+            centre = intrinsics[:, None, 1:]
+        return cls(focal, centre, cam.distance)
+
+
+def _to_centred_yup(landmarks: torch.Tensor, face_model: FaceModel, cameras: _ImageCameras) -> torch.Tensor:
+    """y-down pixels -> (x - cx, v_up - cy): the image plane of each image's camera."""
+    height = face_model.camera.height
+    yup = torch.stack([landmarks[..., 0], (height - 1 - landmarks[..., 1])], dim=-1)
+    return yup - cameras.centre
 
 
 def _weak_perspective_pose(points3d: torch.Tensor, image_points: torch.Tensor,
@@ -178,7 +203,7 @@ def euler_from_rotation(rotation: torch.Tensor) -> torch.Tensor:
     return torch.stack([x, y, z], dim=-1)
 
 
-def _initial_fit(points: _PointModel, face_model: FaceModel, image_points: torch.Tensor,
+def _initial_fit(points: _PointModel, cameras: _ImageCameras, image_points: torch.Tensor,
                  weights: torch.Tensor, config: LandmarkFitConfig):
     batch = image_points.shape[0]
     id_c = image_points.new_zeros(batch, points.id_basis.shape[-1])
@@ -195,14 +220,14 @@ def _initial_fit(points: _PointModel, face_model: FaceModel, image_points: torch
                 return scale[:, None, None] * canonical @ rotation[:, :2].transpose(1, 2) + shift[:, None]
             chosen = points.choose(id_c, exp_c, project)
     # weak perspective s = f / depth of the face centre; the centre sits at z_world = tz
-    cam = face_model.camera
-    depth = cam.focal_x / scale
-    trans = torch.stack([shift[:, 0] * depth / cam.focal_x, shift[:, 1] * depth / cam.focal_y,
-                         cam.distance - depth], dim=-1)
+    focal = cameras.focal[:, 0]
+    depth = focal[:, 0] / scale
+    trans = torch.stack([shift[:, 0] * depth / focal[:, 0], shift[:, 1] * depth / focal[:, 1],
+                         cameras.distance - depth], dim=-1)
     return id_c, exp_c, euler_from_rotation(rotation), trans
 
 
-def _residuals_and_jacobian(params, image_points, bases, sqrt_w, prior_sqrt, cam):
+def _residuals_and_jacobian(params, image_points, bases, sqrt_w, prior_sqrt, cameras: _ImageCameras):
     """Whitened residuals (B, R) and their analytic Jacobian (B, R, Q).
 
     params (B, Q) = [angle (3), trans (3), id, exp]; the residuals are the P weighted
@@ -214,8 +239,8 @@ def _residuals_and_jacobian(params, image_points, bases, sqrt_w, prior_sqrt, cam
     shape = mean + _contract(basis, coeffs)                                # (B,P,3)
     rotation = rotation_matrix(angle)
     world = shape @ rotation.transpose(1, 2) + trans[:, None]
-    depth = cam.distance - world[..., 2]
-    focal = torch.tensor([cam.focal_x, cam.focal_y], device=params.device)
+    depth = cameras.distance - world[..., 2]
+    focal = cameras.focal
     proj = focal * world[..., :2] / depth[..., None]
     res_lm = (proj - image_points) * sqrt_w[..., None]
     # d proj / d world: focal/depth * [I2 | xy/depth] (depth = distance - z)
@@ -235,24 +260,22 @@ def _residuals_and_jacobian(params, image_points, bases, sqrt_w, prior_sqrt, cam
     return residuals, jacobian
 
 
-def _perspective_projector(params: torch.Tensor, cam):
+def _perspective_projector(params: torch.Tensor, cameras: _ImageCameras):
     """Canonical points (B, M, 3) -> centred y-up image points (B, M, 2) under params' pose."""
     rotation, trans = rotation_matrix(params[:, :3]), params[:, 3:6]
-    focal = torch.tensor([cam.focal_x, cam.focal_y], device=params.device)
 
     def project(canonical: torch.Tensor) -> torch.Tensor:
         world = canonical @ rotation.transpose(1, 2) + trans[:, None]
-        return focal * world[..., :2] / (cam.distance - world[..., 2:3])
+        return cameras.focal * world[..., :2] / (cameras.distance - world[..., 2:3])
     return project
 
 
-def _levenberg_marquardt(points: _PointModel, face_model: FaceModel, image_points, weights, params,
+def _levenberg_marquardt(points: _PointModel, cameras: _ImageCameras, image_points, weights, params,
                          config: LandmarkFitConfig):
     n_id = points.id_basis.shape[-1]
     sqrt_w = (weights / config.sigma_px ** 2).sqrt()
     prior = torch.ones(params.shape[1] - 6, device=params.device)
     prior[n_id:] = config.exp_weight
-    cam = face_model.camera
 
     def bases(chosen):
         mean, id_basis, exp_basis = points.rows(chosen)
@@ -261,9 +284,9 @@ def _levenberg_marquardt(points: _PointModel, face_model: FaceModel, image_point
     def choice(params):
         if points.paths is None:
             return None
-        return points.choose(params[:, 6:6 + n_id], params[:, 6 + n_id:], _perspective_projector(params, cam))
+        return points.choose(params[:, 6:6 + n_id], params[:, 6 + n_id:], _perspective_projector(params, cameras))
 
-    consts = (sqrt_w, prior.sqrt(), cam)
+    consts = (sqrt_w, prior.sqrt(), cameras)
     damping = torch.full((params.shape[0],), config.damping, device=params.device)
     chosen = choice(params)
     res, jac = _residuals_and_jacobian(params, image_points, bases(chosen), *consts)
@@ -304,13 +327,15 @@ def check_landmarks(landmarks: torch.Tensor, count: int, visibility: torch.Tenso
 @torch.no_grad()
 def fit_landmarks(face_model: FaceModel, landmarks: torch.Tensor,
                   config: LandmarkFitConfig | None = None, landmark_set: LandmarkSet | None = None,
-                  visibility: torch.Tensor | None = None) -> Coeffs:
+                  visibility: torch.Tensor | None = None, intrinsics: torch.Tensor | None = None) -> Coeffs:
     """MAP fit of identity, expression and pose to a landmark set's detected points.
 
     landmarks: (B, P, 2) float, y-down pixels of the camera's image (the 224 crop);
     landmark_set: where the P points lie on the model (default ``default_landmark_set``:
     the 68 iBUG vertices, jaw weighted ``config.contour_weight``); its weights are the
-    points' w_i; visibility: optional (B, P) in [0, 1], multiplies each point's weight.
+    points' w_i; visibility: optional (B, P) in [0, 1], multiplies each point's weight;
+    intrinsics: optional (B, 3) ``[focal, center_x, center_y_up]`` pixels, each image's own
+    camera in the crop (``recon.crop_camera``; default the face model's camera).
     Returns Coeffs with id, exp, angle, trans set; tex and gamma zero.
     """
     config = config or LandmarkFitConfig()
@@ -323,10 +348,11 @@ def fit_landmarks(face_model: FaceModel, landmarks: torch.Tensor,
     weights = landmark_set.weights.to(face_model.mean_shape)
     if visibility is not None:
         weights = weights * visibility.to(weights)
-    image_points = _to_centred_yup(landmarks.to(face_model.mean_shape), face_model)
-    id_c, exp_c, angle, trans = _initial_fit(points, face_model, image_points, weights, config)
+    cameras = _ImageCameras.of(face_model, landmarks.shape[0], intrinsics)
+    image_points = _to_centred_yup(landmarks.to(face_model.mean_shape), face_model, cameras)
+    id_c, exp_c, angle, trans = _initial_fit(points, cameras, image_points, weights, config)
     params = torch.cat([angle, trans, id_c, exp_c], dim=1)
-    params = _levenberg_marquardt(points, face_model, image_points, weights, params, config)
+    params = _levenberg_marquardt(points, cameras, image_points, weights, params, config)
     n_id = id_c.shape[1]
     coeffs = Coeffs.zeros(landmarks.shape[0], face_model.coeff_sizes,
                           device=params.device, dtype=params.dtype)
