@@ -30,13 +30,16 @@ from typing import Optional
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from recon import constants as C
+from recon.crop_camera import crop_intrinsics, exif_focal_px, with_intrinsics
 from recon.face_model import FaceModel
 from recon.models import load_face_model
 from recon.io import write_coeffs_mat, write_npy, write_obj, write_png
-from recon.landmark_fit import estimate_lighting, fit_landmarks
+from recon.landmark_fit import LandmarkFitConfig, estimate_lighting, fit_landmarks
+from recon.landmark_set import LandmarkSet
 from recon.preprocess.align import PHOTO_SUFFIXES, CropTransform, align_face, open_rgb
 from recon.preprocess.detect import five_points_from_68
 from recon.preprocess.detections import (detection_path_for, landmark_file_for, read_detections,
@@ -60,6 +63,9 @@ class ReconstructOptions:
     arch: str = "resnet50"
     face_index: int = 0                 # with several faces: 0 = the largest, 1 = next...
     detector: str = "mediapipe"         # or "dlib", or "insightface" (optional extra, downloads models)
+    landmarks: str = "auto"             # "auto": mediapipe's 478 points where every photo has them, else 68; "68"
+    slide_contour: bool = False         # the initialiser's contour points slide along the silhouette
+    exif_focal: bool = True             # each photo's camera from its EXIF focal length where present
 
 
 @dataclass
@@ -73,6 +79,7 @@ class PreparedPhoto:
     landmarks68: Optional[np.ndarray]      # (68, 2) from landmarks/<stem>.txt or the detector
     source: str                            # where the 5 points came from
     landmarks_dense: Optional[np.ndarray] = None   # (478, 2) mediapipe's, when it ran
+    intrinsics: Optional[np.ndarray] = None        # (3,) the photo's camera in the crop, from EXIF
 
     @property
     def stem(self) -> str:
@@ -179,10 +186,12 @@ class PhotoPreparer:
             landmarks68 = self.detector.landmarks68_from_five(image, five)
         aligned = align_face(image, five)
         to_crop = aligned.transform.to_crop
+        focal = photo_focal_px(path)
         return PreparedPhoto(path=path, crop=aligned.image, transform=aligned.transform,
                              five_points=aligned.landmarks,
                              landmarks68=None if landmarks68 is None else to_crop(landmarks68),
-                             source=source, landmarks_dense=None if dense is None else to_crop(dense))
+                             source=source, landmarks_dense=None if dense is None else to_crop(dense),
+                             intrinsics=None if focal is None else crop_intrinsics(aligned.transform, focal))
 
     def _detect(self, image, path: Path, detection_file: Path):
         """The asked-for face and where it came from; mediapipe falls back to dlib when it
@@ -204,27 +213,71 @@ class Reconstructor:
         self.device = resolve_device(options.device)
         self.face_model = load_face_model(options.bfm, self.device)
         self.rnet = None
+        self._dense_set: Optional[LandmarkSet] = None
         if options.checkpoint is not None:
             from recon.rnet import load_checkpoint
             self.rnet = load_checkpoint(options.checkpoint, options.arch).to(self.device)
         from recon.render import MeshRenderer
         self.renderer = MeshRenderer(self.face_model.camera, backend=options.backend)
 
+    def landmarks(self, photos: list[PreparedPhoto]) -> tuple[torch.Tensor, Optional[LandmarkSet]]:
+        """The photos' landmark targets: (M, P, 2) y-down crop pixels and where the P points
+        lie on the model. mediapipe's 478 points (the model's ``mediapipe478`` set) when
+        every photo has them and ``options.landmarks`` is "auto"; else the 68 iBUG points
+        (set None: the model's landmark vertices, the original's term)."""
+        if self.options.landmarks == "auto" and all(p.landmarks_dense is not None for p in photos):
+            if self._dense_set is None:
+                from recon.dense_correspondence import mediapipe_landmark_set
+                self._dense_set = mediapipe_landmark_set(self.face_model).to(self.device)
+            points, landmark_set = [p.landmarks_dense for p in photos], self._dense_set
+        else:
+            missing = [p.path.name for p in photos if p.landmarks68 is None]
+            if missing:
+                raise ValueError(f"no 68 landmarks for {', '.join(missing)}")
+            points, landmark_set = [p.landmarks68 for p in photos], None
+        return torch.tensor(np.stack(points), dtype=torch.float32, device=self.device), landmark_set
+
+    def intrinsics(self, photos: list[PreparedPhoto]) -> Optional[torch.Tensor]:
+        """(M, 3) each photo's camera in its crop (``recon.crop_camera``): from EXIF where the
+        photo has it, the face model's camera for the others; None when no photo has one
+        (or ``options.exif_focal`` is off)."""
+        if not self.options.exif_focal or all(p.intrinsics is None for p in photos):
+            return None
+        camera = self.face_model.camera
+        rows = [p.intrinsics if p.intrinsics is not None else (camera.focal_x, camera.center_x, camera.center_y)
+                for p in photos]
+        return torch.tensor(np.array(rows), dtype=torch.float32, device=self.device)
+
     @torch.no_grad()
     def coefficients(self, photos: list[PreparedPhoto]) -> Coeffs:
         images = torch.stack([p.crop_tensor() for p in photos]).to(self.device)
         if self.rnet is not None:
             return self.rnet.predict(images)
-        missing = [p.path.name for p in photos if p.landmarks68 is None]
-        if missing:
-            raise ValueError(f"no 68 landmarks for {', '.join(missing)} and no R-Net checkpoint")
-        landmarks = torch.tensor(np.stack([p.landmarks68 for p in photos]), dtype=torch.float32)
-        coeffs = fit_landmarks(self.face_model, landmarks.to(self.device))
+        landmarks, landmark_set = self.landmarks(photos)
+        config = LandmarkFitConfig(slide_contour=self.options.slide_contour)
+        coeffs = fit_landmarks(self.face_model, landmarks, config, landmark_set=landmark_set,
+                               intrinsics=self.intrinsics(photos))
         return coeffs.replace(gamma=estimate_lighting(self.face_model, coeffs, images))
+
+    def geometry(self, coeffs: Coeffs, photos: list[PreparedPhoto]) -> FaceGeometry:
+        """The photos' FaceGeometry, seen through each photo's own camera (``intrinsics``)."""
+        geometry = self.face_model.compute(coeffs)
+        return with_intrinsics(geometry, self.face_model.camera, self.face_model.landmark_ids,
+                               self.intrinsics(photos))
 
     @torch.no_grad()
     def render(self, geometry: FaceGeometry):
         return self.renderer.render(geometry, self.face_model.triangles)
+
+
+def photo_focal_px(path: Path) -> Optional[float]:
+    """The photo's focal length in its pixels from EXIF, or None (no EXIF, or unreadable:
+    the photo itself is read, and any error reported, by ``open_rgb``)."""
+    try:
+        with Image.open(path) as image:
+            return exif_focal_px(image)
+    except (OSError, ValueError):
+        return None
 
 
 def panel_image(photo: PreparedPhoto, rendered: torch.Tensor, mask: torch.Tensor,
@@ -318,7 +371,7 @@ def _reconstruct_batch(reconstructor: Reconstructor, prepared: list[PreparedPhot
                        out_dir: Path, report: RunReport) -> None:
     try:
         coeffs = reconstructor.coefficients(prepared)
-        geometry = reconstructor.face_model.compute(coeffs)
+        geometry = reconstructor.geometry(coeffs, prepared)
         canonical = reconstructor.face_model.compute(neutral_coeffs(coeffs))
         render = reconstructor.render(geometry)
     except (ValueError, RuntimeError) as err:

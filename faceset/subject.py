@@ -36,6 +36,7 @@ from faceset.pipeline import (PhotoPreparer, PreparedPhoto, ReconstructOptions, 
                               discover_photos, neutral_coeffs as canonical_coeffs, write_photo_outputs)
 from fitting import FitConfig, FitResult, FitTargets, fit_images, fit_subject
 from recon.io import figure_png, obj_text, read_coeffs_mat, write_atomic, write_coeffs_mat, write_png
+from recon.landmark_set import LandmarkSet
 from recon.types import Coeffs
 
 TEXTURE_SIZE = 512
@@ -112,10 +113,10 @@ def _initial_coeffs(reconstructor: Reconstructor, photos: list[PreparedPhoto], o
     return coeffs
 
 
-def _targets(photos: list[PreparedPhoto], device: torch.device) -> FitTargets:
-    images = torch.stack([p.crop_tensor() for p in photos]).to(device)
-    landmarks = torch.tensor(np.stack([p.landmarks68 for p in photos]), dtype=torch.float32, device=device)
-    return FitTargets(images, landmarks)
+def _targets(photos: list[PreparedPhoto], reconstructor: Reconstructor) -> FitTargets:
+    images = torch.stack([p.crop_tensor() for p in photos]).to(reconstructor.device)
+    landmarks, landmark_set = reconstructor.landmarks(photos)
+    return FitTargets(images, landmarks, landmark_set=landmark_set, intrinsics=reconstructor.intrinsics(photos))
 
 
 def _fit_config(options: SubjectOptions) -> FitConfig:
@@ -150,11 +151,12 @@ def refine_folder(photo_dir: str | Path, out_dir: str | Path, options: SubjectOp
     reconstructor = Reconstructor(options.reconstruct)
     face_model = reconstructor.face_model
     initial = _initial_coeffs(reconstructor, photos, out_dir, options.resume)
-    targets = _targets(photos, reconstructor.device)
+    targets = _targets(photos, reconstructor)
     config = _fit_config(options)
     encoder = _encoder(options, reconstructor.device)
     if joint:
-        fused_start = aggregate_identity(face_model, initial, targets.landmarks, options.aggregation)
+        fused_start = aggregate_identity(face_model, initial, targets.landmarks, options.aggregation,
+                                         landmark_set=targets.landmark_set)
         start = initial.replace(id=fused_start.id.expand_as(initial.id).clone(),
                                 tex=fused_start.tex.expand_as(initial.tex).clone())
         result = fit_subject(face_model, targets, start, config, encoder)
@@ -162,7 +164,8 @@ def refine_folder(photo_dir: str | Path, out_dir: str | Path, options: SubjectOp
     else:
         result = fit_images(face_model, targets, initial, config, encoder)
         fused = neutral_coeffs(aggregate_identity(face_model, result.coeffs, targets.landmarks,
-                                                  options.aggregation), face_model.coeff_sizes)
+                                                  options.aggregation, landmark_set=targets.landmark_set),
+                               face_model.coeff_sizes)
     recon = SubjectReconstruction(stems=[p.stem for p in photos], failed=failed, initial=initial,
                                   fitted=result.coeffs, fused=fused, fit=result)
     write_outputs(out_dir, recon, photos, reconstructor, joint, lpips=options.lpips)
@@ -188,7 +191,7 @@ def write_outputs(out_dir: Path, recon: SubjectReconstruction, photos: list[Prep
                   reconstructor: Reconstructor, joint: bool, lpips: bool = False) -> None:
     face_model = reconstructor.face_model
     fitted = recon.fitted
-    geometry = face_model.compute(fitted)
+    geometry = reconstructor.geometry(fitted, photos)
     canonical = face_model.compute(canonical_coeffs(fitted))
     render = reconstructor.render(geometry)
     from recon.render import RenderOutput
@@ -261,29 +264,38 @@ def _dilate(image: torch.Tensor, covered: torch.Tensor, passes: int) -> torch.Te
     return values[0].permute(1, 2, 0)
 
 
-def _landmark_rmse(face_model, coeffs: Coeffs, landmarks: torch.Tensor) -> list[float]:
-    predicted = face_model.compute(coeffs).landmarks
-    return ((predicted - landmarks) ** 2).sum(-1).mean(-1).sqrt().cpu().tolist()
+def _landmark_rmse(face_model, geometry, landmarks: torch.Tensor,
+                   landmark_set: Optional[LandmarkSet] = None) -> list[float]:
+    """Per photo: RMS pixel distance between the model's points and the targets; with a
+    landmark set, over the set's points that carry weight (weighted as the fit weights them)."""
+    if landmark_set is None:
+        return ((geometry.landmarks - landmarks) ** 2).sum(-1).mean(-1).sqrt().cpu().tolist()
+    predicted = face_model.camera.project(landmark_set.points(geometry.camera))
+    weights = landmark_set.weights.to(landmarks)
+    squared = ((predicted - landmarks) ** 2).sum(-1)
+    return ((squared * weights).sum(-1) / weights.sum()).sqrt().cpu().tolist()
 
 
 def write_report(out_dir: Path, recon: SubjectReconstruction, photos: list[PreparedPhoto],
                  reconstructor: Reconstructor, fitted_render, lpips: bool = False) -> dict[str, Path]:
     """fit_report.json, fit_losses.png and fit_overlays.png (LPIPS in the report if asked)."""
     face_model = reconstructor.face_model
-    landmarks = torch.tensor(np.stack([p.landmarks68 for p in photos]), dtype=torch.float32,
-                             device=reconstructor.device)
+    landmarks, landmark_set = reconstructor.landmarks(photos)
+    initial = reconstructor.geometry(recon.initial, photos)
     report = {
         "photos": recon.stems, "failed": recon.failed, "seconds": recon.fit.seconds,
         "iterations_per_level": recon.fit.iterations,
-        "landmark_rmse_px_before": _landmark_rmse(face_model, recon.initial, landmarks),
-        "landmark_rmse_px_after": _landmark_rmse(face_model, recon.fitted, landmarks),
+        "landmarks": "ibug68" if landmark_set is None else landmark_set.name,
+        "landmark_rmse_px_before": _landmark_rmse(face_model, initial, landmarks, landmark_set),
+        "landmark_rmse_px_after": _landmark_rmse(face_model, reconstructor.geometry(recon.fitted, photos),
+                                                 landmarks, landmark_set),
         "final_loss": None if recon.fit.final_loss is None else recon.fit.final_loss.cpu().tolist(),
         "history": recon.fit.history,
     }
     paths = {"fit_report.json": out_dir / "fit_report.json",
              "fit_losses.png": out_dir / "fit_losses.png",
              "fit_overlays.png": out_dir / "fit_overlays.png"}
-    initial_render = reconstructor.render(face_model.compute(recon.initial))
+    initial_render = reconstructor.render(initial)
     if lpips:
         report["lpips_before"] = perceptual_distances(photos, initial_render, reconstructor.device)
         report["lpips_after"] = perceptual_distances(photos, fitted_render, reconstructor.device)
