@@ -29,6 +29,7 @@ from scipy.ndimage import gaussian_filter
 from tqdm import tqdm
 
 from recon import constants as C
+from recon.crop_camera import EXIF_FOCAL_35MM, EXIF_SUB_IFD, FULL_FRAME_DIAGONAL_MM
 from recon.io import write_atomic, write_coeffs_mat, write_mat
 from recon.preprocess.detections import write_detections
 from recon.standard_landmarks import five_point_template
@@ -62,6 +63,7 @@ class PhotoConfig:
     male_probability: float = 0.5  # male-ish subjects may get stubble
     noise_sigma: float = 0.02      # upper end of the per-photo sensor noise, [0, 1] units
     jpeg_quality: tuple[int, int] = (60, 95)
+    exif_probability: float = 0.75  # photos whose EXIF keeps the focal length (phones write it)
     supersample: int = 2
     texture_size: int = 512
     model_resolution: Optional[int] = None
@@ -73,7 +75,7 @@ class PhotoConfig:
         for name in ("subjects", "images", "supersample"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1 (got {getattr(self, name)})")
-        for name in ("occluder_probability", "male_probability"):
+        for name in ("occluder_probability", "male_probability", "exif_probability"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 problems.append(f"{name} must be a probability in [0, 1] (got {value})")
@@ -209,7 +211,8 @@ class PhotoGenerator:
         occluder, box = None, (-1, -1, -1, -1)
         if rng.random() < cfg.occluder_probability:
             occluder, box = add_occluder(rng, image, landmarks, skin_tone)
-        jpeg = self.finish(rng, image)
+        focal_35mm = round(camera.focal * FULL_FRAME_DIAGONAL_MM / np.hypot(camera.width, camera.height))
+        jpeg = self.finish(rng, image, focal_35mm if rng.random() < cfg.exif_probability else None)
         return Photo(stem, jpeg, landmarks, camera, angles, trans, exp, occluder, box, lights, ambient)
 
     def render_face(self, rng, subject: Subject, world, angles, trans, camera: PinholeCamera,
@@ -274,8 +277,9 @@ class PhotoGenerator:
         skin_tone = np.median(colour[on_face], 0) if on_face.any() else np.array([0.7, 0.5, 0.4])
         return image, cover, skin_tone
 
-    def finish(self, rng: np.random.Generator, image: np.ndarray) -> bytes:
-        """Lens blur, vignetting, sensor noise, 8-bit quantisation and JPEG compression."""
+    def finish(self, rng: np.random.Generator, image: np.ndarray, focal_35mm: Optional[int]) -> bytes:
+        """Lens blur, vignetting, sensor noise, 8-bit quantisation and JPEG compression;
+        EXIF FocalLengthIn35mmFilm (whole millimetres, as cameras write it) when given."""
         height, width = image.shape[:2]
         image = gaussian_filter(image, (rng.uniform(0.0, 0.8),) * 2 + (0,))
         yy, xx = np.mgrid[0:height, 0:width]
@@ -287,7 +291,10 @@ class PhotoGenerator:
         pixels = np.clip(np.round((image + noise) * 255), 0, 255).astype(np.uint8)
         buffer = io.BytesIO()
         quality = int(rng.integers(self.config.jpeg_quality[0], self.config.jpeg_quality[1] + 1))
-        Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
+        exif = Image.Exif()
+        if focal_35mm is not None:
+            exif.get_ifd(EXIF_SUB_IFD)[EXIF_FOCAL_35MM] = int(focal_35mm)
+        Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality, exif=exif)
         return buffer.getvalue()
 
 
