@@ -56,7 +56,6 @@ from faceset.subject import SubjectOptions, prepare_photos  # noqa: E402
 from faceset.synth import NOW_FROM_IBUG68, SynthConfig, synthesize  # noqa: E402
 from fitting import FitConfig, FitTargets, fit_images, fit_subject  # noqa: E402
 from recon import constants as C  # noqa: E402
-from recon.landmark_fit import LandmarkFitConfig, estimate_lighting, fit_landmarks  # noqa: E402
 from recon.types import Coeffs  # noqa: E402
 
 # Coefficient groups --given can take from the truth: angle and trans are in the synthetic
@@ -113,20 +112,6 @@ def with_truth(data: Path, subject: str, photos, init: Coeffs, groups: tuple[str
                                            dtype=init.id.dtype, device=init.id.device) for g in groups})
 
 
-def initial_coefficients(reconstructor: Reconstructor, photos, slide_contour: bool) -> Coeffs:
-    """The pipeline's start (landmark initialiser and lighting, photo by photo); with
-    ``slide_contour`` the initialiser's jaw points slide along the silhouette."""
-    if not slide_contour:
-        return Coeffs.cat([reconstructor.coefficients([p]) for p in photos])
-    face_model, rows = reconstructor.face_model, []
-    for photo in photos:
-        landmarks = torch.tensor(photo.landmarks68, dtype=torch.float32, device=reconstructor.device)[None]
-        coeffs = fit_landmarks(face_model, landmarks, LandmarkFitConfig(slide_contour=True))
-        image = photo.crop_tensor()[None].to(reconstructor.device)
-        rows.append(coeffs.replace(gamma=estimate_lighting(face_model, coeffs, image)))
-    return Coeffs.cat(rows)
-
-
 def scan_at_model_vertices(data: Path, subject: str, scan: TriangleMesh) -> np.ndarray:
     """The ground-truth surface at the fitted model's vertices (mm): ``model_vertices_mm`` of
     an out-of-model set's ``truth/subject.mat`` (its scan is a denser mesh), else the scan's
@@ -147,14 +132,16 @@ def detector_view(data: Path, subject: str, folder: Path) -> Path:
 
 
 def prepared_subject(data: Path, subject: str, landmarks: str, temp: Path):
-    """The subject's prepared photos with true (``truth``) or detected (``detector``) points."""
+    """The subject's prepared photos with true (``truth``) or detected (``detector``)
+    points, and the photos that could not be used (name -> reason): a detector may miss a
+    face, the generator's truth never does."""
     folder = data / subject / "images"
     if landmarks == "detector":
         folder = detector_view(data, subject, temp / subject)
     photos, failed = prepare_photos(folder, SubjectOptions())
-    if failed:
+    if failed and landmarks == "truth" or not photos:
         raise RuntimeError(f"{subject}: photos failed: {failed}")
-    return photos
+    return photos, failed
 
 
 def evaluate_subject(data: Path, subject: str, reconstructor: Reconstructor, config: FitConfig,
@@ -163,15 +150,21 @@ def evaluate_subject(data: Path, subject: str, reconstructor: Reconstructor, con
     """All methods' per-photo NoW distances and the fit times for one subject; ``given``
     groups take their true values, held fixed, in the per-image fit (a diagnostic);
     ``landmarks``: the generator's true points plus ``noise`` px, or the detector's;
-    ``slide_start`` slides the jaw points in the initialiser and the confidence
-    aggregation (``config.slide_contour`` in the fits)."""
+    ``slide_start`` slides the contour points in the confidence aggregation (the
+    reconstructor's option slides them in the initialiser) (``config.slide_contour`` in the fits)."""
     face_model = reconstructor.face_model
     with tempfile.TemporaryDirectory() as temp:
-        photos = prepared_subject(data, subject, landmarks, Path(temp))
-    targets = noisy_targets(photos, noise if landmarks == "truth" else 0.0, seed, reconstructor.device)
+        photos, failed = prepared_subject(data, subject, landmarks, Path(temp))
+    if landmarks == "truth":
+        targets = noisy_targets(photos, noise, seed, reconstructor.device)
+    else:
+        points, landmark_set = reconstructor.landmarks(photos)
+        targets = FitTargets(torch.stack([p.crop_tensor() for p in photos]).to(reconstructor.device), points,
+                             landmark_set=landmark_set)
+    targets = replace(targets, intrinsics=reconstructor.intrinsics(photos))
     scan = read_mesh(next((data / "scans" / subject).glob("*.obj")))
     scan_landmarks, _ = read_pp(next((data / "scans_lmks_onlypp" / subject).glob("*.pp")))
-    init = initial_coefficients(reconstructor, photos, slide_start)
+    init = Coeffs.cat([reconstructor.coefficients([p]) for p in photos])
     timings = {}
     start = time.perf_counter()
     per_image_config = replace(config, optimize=tuple(g for g in config.optimize if g not in given))
@@ -179,7 +172,8 @@ def evaluate_subject(data: Path, subject: str, reconstructor: Reconstructor, con
                            per_image_config, encoder)
     timings["per-image fit"] = time.perf_counter() - start
     confidence = aggregate_identity(face_model, init, targets.landmarks,
-                                    AggregationConfig("confidence", slide_contour=slide_start))
+                                    AggregationConfig("confidence", slide_contour=slide_start),
+                                    landmark_set=targets.landmark_set)
     joint_start = init.replace(id=confidence.id.expand_as(init.id).clone(),
                                tex=confidence.tex.expand_as(init.tex).clone())
     start = time.perf_counter()
@@ -205,7 +199,7 @@ def evaluate_subject(data: Path, subject: str, reconstructor: Reconstructor, con
             if key not in cache:
                 cache[key] = score(face_model, row, scan, scan_landmarks)
             distances[method].append(cache[key])
-    return {"distances": distances, "timings": timings, "photos": count,
+    return {"distances": distances, "timings": timings, "photos": count, "failed": sorted(failed),
             "iterations": {"per-image": per_image.iterations, "joint": joint.iterations},
             "per_photo": per_photo_rows(data, subject, photos, distances)}
 
@@ -337,6 +331,10 @@ def table(results: dict[tuple[int, str], dict], args, config: FitConfig, elapsed
         seed_lines, changes = per_seed_table(results)
         per_subject += seed_lines
     joint_times = [r["timings"]["joint subject fit"] for r in results.values()]
+    missed = [name for r in results.values() for name in r.get("failed", [])]
+    if missed:
+        per_subject += ["", f"Photos without a detected face, left out of every method: {len(missed)} "
+                            f"({', '.join(missed)})."]
     goals = (out_of_model_goals(results, gaps, stats) if args.realism == "photo"
              else in_model_goals(results, stats, args))
     goals.append(f"- Time: joint fit of an {args.images}-photo subject {np.mean(joint_times):.1f} s mean "
@@ -345,7 +343,7 @@ def table(results: dict[tuple[int, str], dict], args, config: FitConfig, elapsed
     subjects = len(results) // len(seeds)
     kind = ("out-of-model sets (`faceset synth --realism photo`)" if args.realism == "photo"
             else f"in-model sets (`faceset synth`, detail {args.detail_mm} mm RMS)")
-    points = ("landmarks from the detector" if args.landmarks == "detector"
+    points = ("landmarks from the detector (mediapipe's 478 where found)" if args.landmarks == "detector"
               else f"true 68 landmarks + {args.landmark_noise} px noise (224 crop)")
     header = [
         f"{kind}: {subjects} subject(s) x {args.images} photos, "
@@ -478,7 +476,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    reconstructor = Reconstructor(ReconstructOptions(device=args.device))
+    reconstructor = Reconstructor(ReconstructOptions(device=args.device, slide_contour=args.slide_contour))
     config = fit_config(args)
     encoder = None
     if args.identity != "none":
