@@ -189,6 +189,17 @@ def run_policy(policy: str, photo_dir: Path, args) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def shown_argv(argv: list[str]) -> list[str]:
+    """The command line with the --data folder shown as SET (no paths of this machine)."""
+    shown = list(argv)
+    for i, word in enumerate(shown):
+        if word == "--data" and i + 1 < len(shown):
+            shown[i + 1] = "SET"
+        elif word.startswith("--data="):
+            shown[i] = "--data=SET"
+    return shown
+
+
 def table(results: list[dict], args, load_before: tuple, load_after: tuple) -> str:
     loaded = [c for c in args.conditions if c != "quiet"]
     head = (["policy", "threads", "quiet s"] + [f"{c} s" for c in loaded] + [f"{c} / quiet" for c in loaded]
@@ -205,7 +216,8 @@ def table(results: list[dict], args, load_before: tuple, load_after: tuple) -> s
     header = [
         "# Subject fit under CPU load",
         "",
-        f"Command: `python benchmarks/load_speed.py {' '.join(args.argv)}`".replace(" `", "`", 0),
+        f"Command: `python benchmarks/load_speed.py {' '.join(shown_argv(args.argv))}`"
+        + (" (SET: the set given with --data)" if args.data is not None else ""),
         "",
         f"8-photo subject job (prepare, landmark init, aggregation, joint fit with {iters}; "
         f"{results[0]['steps']} steps run), medians of {args.repeats} run(s) per cell; "
