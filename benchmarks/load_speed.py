@@ -27,7 +27,7 @@ load touches them alike; the table gives medians over ``--repeats``. Writes the 
 table to ``--out`` and prints it.
 
     python benchmarks/load_speed.py                       # 3 policies, 40 fit steps, 3 repeats
-    python benchmarks/load_speed.py --quick               # smoke test, about a minute
+    python benchmarks/load_speed.py --quick               # smoke test
     python benchmarks/load_speed.py --policies default,threads1,interop1,passive,spin0,spin10k,policy
 """
 
@@ -64,8 +64,7 @@ QUICK_ITERS = 6
 DEFAULT_POLICIES = ("default", "threads1", "policy")
 CONDITIONS = ("quiet", "python", "blas")
 # Thread-count variables a worker must not inherit, so "default" is torch's own choice.
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
-                    "FACESET_THREADS")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
 COMPETITORS = {
     "python": "import time\nend = time.monotonic() + {limit}\nwhile time.monotonic() < end:\n    pass\n",
@@ -142,7 +141,7 @@ def subject_job(photo_dir: Path, iterations: int | None):
 def run_worker(args) -> None:
     settings = apply_policy(args.policy)
     photo_dir = Path(args.data)
-    subject_job(photo_dir, 3 * 2)  # warm-up: imports, model build caches, allocator
+    subject_job(photo_dir, QUICK_ITERS)  # warm-up: imports, model build caches, allocator
     times: dict[str, list[float]] = {c: [] for c in args.conditions}
     shares: dict[str, list[float]] = {c: [] for c in args.conditions}
     steps = None
