@@ -16,8 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="faceset",
         description="3D face reconstruction from a single photo up to a photo set.")
     parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (default: torch's own choice; 1 is often "
-                             "fastest on a busy machine)")
+                        help="CPU threads for torch (default: one per available core; idle "
+                             "threads sleep instead of spinning, see recon.threads)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in COMMANDS:
@@ -34,10 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.threads is not None:
-        import torch
-        torch.set_num_threads(args.threads)
     try:
+        # Before anything imports torch: the OpenMP wait policy is read when torch loads.
+        from recon.threads import configure_threads
+        configure_threads(args.threads)
         return int(args.func(args) or 0)
     except (FileNotFoundError, ValueError, ImportError) as err:
         print(f"faceset {args.command}: error: {err}", file=sys.stderr)
