@@ -15,7 +15,15 @@ and light (``fitting.fit_subject``), and write:
   photo: crop | start | fitted).
 
 A photo that cannot be used (no face, unreadable) is reported and the rest are fitted.
-``refine_folder(..., joint=False)`` is the per-image variant of ``faceset fit``.
+``refine_folder(..., joint=False)`` is the per-image variant of ``faceset fit``; it writes
+the per-photo files and, instead of ``subject.*``, ``fused.obj`` / ``fused.mat`` (+ texture
+and material): the identity of all fitted photos fused afterwards (``aggregation``).
+
+A folder that already holds finished outputs is left alone unless ``overwrite`` (or
+``resume``, which refines them in place); with ``resume`` a ``<stem>.mat`` that cannot
+be read or holds unusable coefficients (NaN, wrong sizes) is reported and that photo
+starts from scratch. Ctrl-C stops cleanly (``faceset.errors.Interrupted``) and writes
+nothing: the fit is one job over all photos.
 """
 
 from __future__ import annotations
@@ -30,12 +38,18 @@ import torch
 
 from aggregation import AggregationConfig, aggregate_identity, neutral_coeffs
 from faceset.pipeline import (PhotoPreparer, PreparedPhoto, ReconstructOptions, Reconstructor,
-                              discover_photos, neutral_coeffs as canonical_coeffs, write_photo_outputs)
+                              neutral_coeffs as canonical_coeffs, output_paths, require_photos,
+                              write_photo_outputs)
 from fitting import FitConfig, FitResult, FitTargets, fit_images, fit_subject
 from recon.io import figure_png, obj_text, read_coeffs_mat, write_atomic, write_coeffs_mat, write_png
 from recon.types import Coeffs
 
 TEXTURE_SIZE = 512
+REPORT_NAME = "fit_report.json"   # written last: its presence marks a finished fit
+LANDMARK_RMSE_NOTE = ("the fit matches the photo's pixels as well as the 68 landmarks, so the "
+                      "landmark RMSE may rise while the face fits the photo better; the "
+                      "detector's landmarks are themselves a few pixels off")
+OVERLAY_COLUMNS = ("photo crop", "start", "fitted")
 
 
 @dataclass
@@ -72,6 +86,7 @@ class SubjectReconstruction:
     fused: Coeffs
     fit: FitResult
     outputs: dict[str, Path] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)
 
 
 def prepare_photos(photo_dir: Path, options: SubjectOptions) -> tuple[list[PreparedPhoto], dict[str, str]]:
@@ -82,7 +97,7 @@ def prepare_photos(photo_dir: Path, options: SubjectOptions) -> tuple[list[Prepa
     """
     preparer = PhotoPreparer(options.reconstruct.face_index, options.reconstruct.detector)
     prepared, failed = [], {}
-    for path in discover_photos(Path(photo_dir)):
+    for path in require_photos(Path(photo_dir)):
         try:
             prepared.append(preparer.prepare(path))
         except (ValueError, OSError) as err:
@@ -90,9 +105,22 @@ def prepare_photos(photo_dir: Path, options: SubjectOptions) -> tuple[list[Prepa
     return prepared, failed
 
 
+def finished_outputs(out_dir: Path, photo_dir: Path, joint: bool) -> tuple[list[Path], bool]:
+    """The output files of this job that already exist in ``out_dir``, and whether the
+    job is complete there (its report and every photo's files present)."""
+    name = "subject" if joint else "fused"
+    stems = [p.stem for p in require_photos(photo_dir)]
+    expected = [p for stem in stems for p in output_paths(out_dir, stem)]
+    expected += [out_dir / f"{name}.obj", out_dir / f"{name}.mat", out_dir / REPORT_NAME]
+    present = [p for p in expected if p.exists()]
+    return present, len(present) == len(expected)
+
+
 def _initial_coeffs(reconstructor: Reconstructor, photos: list[PreparedPhoto], out_dir: Path,
-                    resume: bool) -> Coeffs:
-    """R-Net / landmark-fit coefficients, or the existing ``<out>/<stem>.mat`` when resuming."""
+                    resume: bool, notes: Optional[dict[str, list[str]]] = None) -> Coeffs:
+    """R-Net / landmark-fit coefficients, or the existing ``<out>/<stem>.mat`` when resuming.
+
+    notes: photo name -> lines; a ``.mat`` that cannot be used adds one and is not used."""
     batch = reconstructor.options.batch_size
     parts = [reconstructor.coefficients(photos[i:i + batch]) for i in range(0, len(photos), batch)]
     coeffs = Coeffs.cat(parts)
@@ -101,12 +129,31 @@ def _initial_coeffs(reconstructor: Reconstructor, photos: list[PreparedPhoto], o
     sizes = reconstructor.face_model.coeff_sizes
     for index, photo in enumerate(photos):
         previous = out_dir / f"{photo.stem}.mat"
-        if previous.is_file():
-            values = read_coeffs_mat(previous)
-            if all(values[g].size == sizes[g] for g in Coeffs.GROUPS):
-                for g in Coeffs.GROUPS:
-                    getattr(coeffs, g)[index] = torch.from_numpy(values[g]).to(getattr(coeffs, g))
+        if not previous.is_file():
+            continue
+        try:
+            values = resumable_coeffs(previous, sizes)
+        except ValueError as err:
+            if notes is not None:
+                notes.setdefault(photo.path.name, []).append(f"{err}; fitted from scratch")
+            continue
+        for g in Coeffs.GROUPS:
+            getattr(coeffs, g)[index] = torch.from_numpy(values[g]).to(getattr(coeffs, g))
     return coeffs
+
+
+def resumable_coeffs(path: Path, sizes: dict[str, int]) -> dict[str, np.ndarray]:
+    """The coefficient groups of a ``<stem>.mat`` to resume from, checked: readable, every
+    group of this face model's size, all finite. Raises ValueError naming the file."""
+    values = read_coeffs_mat(path)
+    wrong = [f"{g} has {values[g].size} values, the model {sizes[g]}"
+             for g in Coeffs.GROUPS if values[g].size != sizes[g]]
+    if wrong:
+        raise ValueError(f"{path}: coefficients of another face model ({'; '.join(wrong)})")
+    bad = [g for g in Coeffs.GROUPS if not np.isfinite(values[g]).all()]
+    if bad:
+        raise ValueError(f"{path}: non-finite coefficients in {', '.join(bad)}")
+    return values
 
 
 def _targets(photos: list[PreparedPhoto], device: torch.device) -> FitTargets:
@@ -138,15 +185,33 @@ def refine_folder(photo_dir: str | Path, out_dir: str | Path, options: SubjectOp
     """
     if options.lpips:
         import_lpips()  # fail before fitting, not after
-    out_dir = Path(out_dir)
-    photos, failed = prepare_photos(Path(photo_dir), options)
+    try:
+        return _refine_folder(Path(photo_dir), Path(out_dir), options, joint)
+    except KeyboardInterrupt:
+        from faceset.errors import Interrupted
+        raise Interrupted(0, 1, "subject fits" if joint else "fit jobs") from None
+
+
+def _refine_folder(photo_dir: Path, out_dir: Path, options: SubjectOptions,
+                   joint: bool) -> SubjectReconstruction:
+    if not (options.reconstruct.overwrite or options.resume):
+        present, complete = finished_outputs(out_dir, photo_dir, joint)
+        if complete:
+            raise AlreadyDone(f"{out_dir} already holds this finished fit ({REPORT_NAME}); "
+                              "nothing to do (--overwrite redoes it)")
+        if present:
+            raise ValueError(f"{out_dir}: would overwrite {len(present)} finished output "
+                             f"file(s) (e.g. {present[0].name}); pass --overwrite"
+                             + ("" if joint else ", or --resume to refine them"))
+    photos, failed = prepare_photos(photo_dir, options)
     if not photos:
         raise ValueError(f"{photo_dir}: no usable photo ({len(failed)} failed: "
                          + "; ".join(f"{k}: {v}" for k, v in failed.items()) + ")")
+    notes = {p.path.name: list(p.notes) for p in photos if p.notes}
     out_dir.mkdir(parents=True, exist_ok=True)
     reconstructor = Reconstructor(options.reconstruct)
     face_model = reconstructor.face_model
-    initial = _initial_coeffs(reconstructor, photos, out_dir, options.resume)
+    initial = _initial_coeffs(reconstructor, photos, out_dir, options.resume, notes)
     targets = _targets(photos, reconstructor.device)
     config = _fit_config(options)
     encoder = _encoder(options, reconstructor.device)
@@ -161,9 +226,13 @@ def refine_folder(photo_dir: str | Path, out_dir: str | Path, options: SubjectOp
         fused = neutral_coeffs(aggregate_identity(face_model, result.coeffs, targets.landmarks,
                                                   options.aggregation), face_model.coeff_sizes)
     recon = SubjectReconstruction(stems=[p.stem for p in photos], failed=failed, initial=initial,
-                                  fitted=result.coeffs, fused=fused, fit=result)
+                                  fitted=result.coeffs, fused=fused, fit=result, notes=notes)
     write_outputs(out_dir, recon, photos, reconstructor, joint, lpips=options.lpips)
     return recon
+
+
+class AlreadyDone(Exception):
+    """The output folder holds this job's finished outputs (not an error: exit 0)."""
 
 
 def neutral_coeffs_from(coeffs: Coeffs, sizes: dict[str, int]) -> Coeffs:
@@ -185,10 +254,13 @@ def write_outputs(out_dir: Path, recon: SubjectReconstruction, photos: list[Prep
                   reconstructor: Reconstructor, joint: bool, lpips: bool = False) -> None:
     face_model = reconstructor.face_model
     fitted = recon.fitted
+    _check_finite(recon)
     geometry = face_model.compute(fitted)
     canonical = face_model.compute(canonical_coeffs(fitted))
     render = reconstructor.render(geometry)
     from recon.render import RenderOutput
+    # The report last: its presence marks the job finished (``finished_outputs``).
+    (out_dir / REPORT_NAME).unlink(missing_ok=True)
     for i, photo in enumerate(photos):
         one = RenderOutput(mask=render.mask[i:i + 1], image=render.image[i:i + 1],
                            depth=render.depth[i:i + 1], rast=render.rast[i:i + 1])
@@ -198,6 +270,15 @@ def write_outputs(out_dir: Path, recon: SubjectReconstruction, photos: list[Prep
     write_coeffs_mat(out_dir / f"{name}.mat", recon.fused.to_numpy_dict())
     recon.outputs[f"{name}.mat"] = out_dir / f"{name}.mat"
     recon.outputs.update(write_report(out_dir, recon, photos, reconstructor, render, lpips))
+
+
+def _check_finite(recon: SubjectReconstruction) -> None:
+    groups = [getattr(recon.fitted, g) for g in Coeffs.GROUPS]
+    bad = [stem for i, stem in enumerate(recon.stems)
+           if not all(torch.isfinite(t[min(i, len(t) - 1)]).all() for t in groups)]
+    if bad:
+        raise ValueError(f"the fit diverged (non-finite coefficients) for {', '.join(bad)}; "
+                         "nothing was written")
 
 
 def write_subject_mesh(out_dir: Path, name: str, fused: Coeffs, face_model) -> dict[str, Path]:
@@ -270,19 +351,21 @@ def write_report(out_dir: Path, recon: SubjectReconstruction, photos: list[Prepa
         "iterations_per_level": recon.fit.iterations,
         "landmark_rmse_px_before": _landmark_rmse(face_model, recon.initial, landmarks),
         "landmark_rmse_px_after": _landmark_rmse(face_model, recon.fitted, landmarks),
+        "landmark_rmse_note": LANDMARK_RMSE_NOTE,
+        "notes": recon.notes,
         "final_loss": None if recon.fit.final_loss is None else recon.fit.final_loss.cpu().tolist(),
         "history": recon.fit.history,
     }
-    paths = {"fit_report.json": out_dir / "fit_report.json",
+    paths = {REPORT_NAME: out_dir / REPORT_NAME,
              "fit_losses.png": out_dir / "fit_losses.png",
              "fit_overlays.png": out_dir / "fit_overlays.png"}
     initial_render = reconstructor.render(face_model.compute(recon.initial))
     if lpips:
         report["lpips_before"] = perceptual_distances(photos, initial_render, reconstructor.device)
         report["lpips_after"] = perceptual_distances(photos, fitted_render, reconstructor.device)
-    write_atomic(paths["fit_report.json"], json.dumps(report, indent=1).encode())
     write_atomic(paths["fit_losses.png"], loss_plot_png(recon.fit.history))
     write_png(paths["fit_overlays.png"], overlay_grid(photos, initial_render, fitted_render))
+    write_atomic(paths[REPORT_NAME], json.dumps(report, indent=1).encode())
     return paths
 
 
@@ -329,7 +412,8 @@ def loss_plot_png(history: list[dict]) -> bytes:
 
 
 def overlay_grid(photos: list[PreparedPhoto], before, after) -> np.ndarray:
-    """(M*224, 672, 3) uint8: per photo, crop | start overlay | fitted overlay."""
+    """(L + M*224, 672, 3) uint8: a label row (``OVERLAY_COLUMNS``), then per photo
+    crop | start overlay | fitted overlay."""
     rows = []
     for i, photo in enumerate(photos):
         crop = photo.crop_tensor()
@@ -339,7 +423,21 @@ def overlay_grid(photos: list[PreparedPhoto], before, after) -> np.ndarray:
             panels.append(render.image[i].cpu() * mask + crop * (1 - mask))
         rows.append(torch.cat(panels, dim=2))
     grid = torch.cat(rows, dim=1).clamp(0, 1)
-    return (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    pixels = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    return np.concatenate([column_labels(OVERLAY_COLUMNS, photos[0].crop.shape[1]), pixels])
+
+
+def column_labels(labels: tuple[str, ...], width: int, height: int = 24) -> np.ndarray:
+    """(height, len(labels) * width, 3) uint8: each label centred over its column, black
+    on white, in PIL's built-in font."""
+    from PIL import Image, ImageDraw
+    strip = Image.new("RGB", (width * len(labels), height), (255, 255, 255))
+    draw = ImageDraw.Draw(strip)
+    for index, label in enumerate(labels):
+        left, top, right, bottom = draw.textbbox((0, 0), label)
+        draw.text((index * width + (width - right + left) / 2, (height - bottom + top) / 2 - top),
+                  label, fill=(0, 0, 0))
+    return np.asarray(strip)
 
 
 # ---- CLI glue -------------------------------------------------------------------------
@@ -365,11 +463,21 @@ def run_subject_command(args) -> int:
 
 
 def _run(args, joint: bool) -> int:
-    result = refine_folder(args.img_dir, args.out, options_from_args(args), joint=joint)
-    before = np.mean(json.loads((Path(args.out) / "fit_report.json").read_text())["landmark_rmse_px_before"])
-    after = np.mean(json.loads((Path(args.out) / "fit_report.json").read_text())["landmark_rmse_px_after"])
+    try:
+        result = refine_folder(args.img_dir, args.out, options_from_args(args), joint=joint)
+    except AlreadyDone as done:
+        print(done)
+        return 0
+    report = json.loads((Path(args.out) / REPORT_NAME).read_text())
+    before = np.mean(report["landmark_rmse_px_before"])
+    after = np.mean(report["landmark_rmse_px_after"])
     print(f"fitted {len(result.stems)} photo(s) in {result.fit.seconds:.1f} s "
           f"({'one shared identity' if joint else 'per image'}); landmark RMSE {before:.2f} -> {after:.2f} px")
+    if after > before:
+        print(f"  (landmark RMSE rose: {LANDMARK_RMSE_NOTE})")
+    for name, lines in result.notes.items():
+        for line in lines:
+            print(f"  note: {name}: {line}")
     for name, reason in result.failed.items():
         print(f"  skipped {name}: {reason}")
     print(f"outputs in {args.out}")
