@@ -60,9 +60,11 @@ def assert_clean(output: str, out_dir: Path) -> None:
         leftovers = [p.name for p in out_dir.rglob("*") if p.name.endswith(".tmp")
                      or p.name.startswith(".faceset-write-test")]
         assert not leftovers, leftovers
-        stems = {p.name.split(".")[0].removesuffix("_canonical").removesuffix("_transform")
-                 .removesuffix("_canonical_lmk7") for p in out_dir.iterdir()
-                 if p.name.startswith("subject_000") or p.name.startswith("bad")}
+        stems = set()
+        for path in out_dir.iterdir():
+            suffix = max((s for s in OUTPUT_SUFFIXES if path.name.endswith(s)), key=len, default=None)
+            if suffix and path.name[:-len(suffix)] not in ("subject", "fused"):
+                stems.add(path.name[:-len(suffix)])
         for stem in stems:  # a photo's outputs exist completely or not at all
             present = [(out_dir / f"{stem}{s}").exists() for s in OUTPUT_SUFFIXES]
             assert all(present) or not any(present), (stem, present)
@@ -129,26 +131,46 @@ def garbage_landmarks(folder: Path) -> tuple[str, str]:
     return "bad.png", "bad.txt"
 
 
-BAD_PHOTOS = [truncated, empty, wrong_type, nan_detection, detection_outside,
-              landmarks_outside, garbage_landmarks]
+BAD_PHOTOS = {"truncated": truncated, "empty": empty, "wrong_type": wrong_type,
+              "nan_detection": nan_detection, "detection_outside": detection_outside,
+              "landmarks_outside": landmarks_outside, "garbage_landmarks": garbage_landmarks}
 PHOTO_COMMANDS = {"reconstruct": ["reconstruct"],
                   "subject": ["reconstruct", "--subject", *FIT],
                   "fit": ["fit", *FIT]}
 
 
+def _with_every_bad_photo(folder: Path) -> dict[str, str]:
+    """Add each bad item under its own name; name -> the problem its line must state."""
+    problems = {}
+    for label, make_bad in BAD_PHOTOS.items():
+        scratch = folder.parent / f"scratch_{label}"
+        shutil.copytree(folder, scratch)
+        name, problem = make_bad(scratch)
+        stem, suffix = Path(name).stem, Path(name).suffix
+        target = f"bad_{label}{suffix}"
+        shutil.copy(scratch / name, folder / target)
+        for sub in ("detections", "landmarks"):
+            if (scratch / sub / f"{stem}.txt").exists():
+                shutil.copy(scratch / sub / f"{stem}.txt", folder / sub / f"bad_{label}.txt")
+        problems[target] = problem.replace("bad.txt", f"bad_{label}.txt")
+        shutil.rmtree(scratch)
+    return problems
+
+
 @pytest.mark.parametrize("command", PHOTO_COMMANDS)
-@pytest.mark.parametrize("make_bad", BAD_PHOTOS, ids=lambda f: f.__name__)
-def test_bad_photo_beside_good_ones(capsys, good_dir, tmp_path, command, make_bad):
-    name, problem = make_bad(good_dir)
+def test_bad_photos_beside_good_ones(capsys, good_dir, tmp_path, command):
+    """Every bad item gets one line naming it and its problem; the good photos are done."""
+    problems = _with_every_bad_photo(good_dir)
     out = tmp_path / "out"
     code, output = run(capsys, *PHOTO_COMMANDS[command][:1], good_dir, "--out", out,
                        *PHOTO_COMMANDS[command][1:])
     assert code == 1, output
-    lines = [line for line in output.splitlines() if name in line]
-    assert any(problem in line for line in lines), output
+    for name, problem in problems.items():
+        lines = [line for line in output.splitlines() if name in line]
+        assert len(lines) == 1 and problem in lines[0], (name, output)
+        assert not (out / f"{Path(name).stem}.obj").exists()
     assert_clean(output, out)
     assert_good_done(out)
-    assert not (out / f"{Path(name).stem}.obj").exists()
 
 
 # ---- photos a phone or an editor writes: converted, noted, done -----------------------------
@@ -159,68 +181,61 @@ def exif_rotated(folder: Path) -> tuple[str, str]:
     upright = Image.open(folder / f"{GOOD[0]}.png")
     ex = Image.Exif()
     ex[0x0112] = 6
-    upright.transpose(Image.Transpose.ROTATE_90).save(folder / "odd.jpg", exif=ex.tobytes(),
+    upright.transpose(Image.Transpose.ROTATE_90).save(folder / "odd_exif.jpg", exif=ex.tobytes(),
                                                       quality=95)
     points = np.loadtxt(folder / "detections" / f"{GOOD[0]}.txt")
     stored = np.stack([points[:, 1], upright.width - 1 - points[:, 0]], axis=1)
-    np.savetxt(folder / "detections" / "odd.txt", stored, delimiter="\t")
-    return "odd.jpg", "EXIF orientation 6"
+    np.savetxt(folder / "detections" / "odd_exif.txt", stored, delimiter="\t")
+    return "odd_exif.jpg", "EXIF orientation 6"
 
 
-def gray16(folder: Path) -> tuple[str, str]:
-    _copy_good(folder, "odd.png")
-    gray = np.asarray(Image.open(folder / "odd.png").convert("L")).astype(np.uint16) * 257
-    Image.fromarray(gray).save(folder / "odd.png")
-    assert Image.open(folder / "odd.png").mode.startswith("I")
-    return "odd.png", "16-bit"
+def _convert_copy(folder: Path, name: str, convert) -> None:
+    _copy_good(folder, name)
+    image = convert(Image.open(folder / f"{GOOD[0]}.png"))
+    image.save(folder / name)
 
 
-def alpha(folder: Path) -> tuple[str, str]:
-    _copy_good(folder, "odd.png")
-    Image.open(folder / "odd.png").convert("RGBA").save(folder / "odd.png")
-    return "odd.png", "alpha"
+def odd_photos(folder: Path) -> dict[str, str]:
+    """Photos as phones and editors write them; name -> the note their line must carry."""
+    notes = dict([exif_rotated(folder)])
+    _convert_copy(folder, "odd_gray16.png", lambda im: Image.fromarray(
+        np.asarray(im.convert("L")).astype(np.uint16) * 257))
+    assert Image.open(folder / "odd_gray16.png").mode.startswith("I")
+    notes["odd_gray16.png"] = "16-bit"
+    _convert_copy(folder, "odd_alpha.png", lambda im: im.convert("RGBA"))
+    notes["odd_alpha.png"] = "alpha"
+    _convert_copy(folder, "odd_palette.png",
+                  lambda im: im.convert("P", palette=Image.Palette.ADAPTIVE))
+    notes["odd_palette.png"] = "palette"
+    _convert_copy(folder, "odd_cmyk.jpg", lambda im: im.convert("CMYK"))
+    notes["odd_cmyk.jpg"] = "CMYK"
+    return notes
 
 
-def palette(folder: Path) -> tuple[str, str]:
-    _copy_good(folder, "odd.png")
-    Image.open(folder / "odd.png").convert("P", palette=Image.Palette.ADAPTIVE).save(folder / "odd.png")
-    return "odd.png", "palette"
-
-
-def cmyk(folder: Path) -> tuple[str, str]:
-    _copy_good(folder, "odd.jpg")
-    (folder / "odd.jpg").unlink()
-    Image.open(folder / f"{GOOD[0]}.png").convert("CMYK").save(folder / "odd.jpg")
-    return "odd.jpg", "CMYK"
-
-
-@pytest.mark.parametrize("make_odd", [exif_rotated, gray16, alpha, palette, cmyk],
-                         ids=lambda f: f.__name__)
-def test_phone_and_editor_photos_are_converted_with_a_note(capsys, good_dir, tmp_path, make_odd):
-    name, note = make_odd(good_dir)
+def test_phone_and_editor_photos_are_converted_with_a_note(capsys, good_dir, tmp_path):
+    notes = odd_photos(good_dir)
     out = tmp_path / "out"
     code, output = run(capsys, "reconstruct", good_dir, "--out", out)
     assert code == 0, output
-    assert any(name in line and note in line for line in output.splitlines()), output
+    for name, note in notes.items():
+        assert any(name in line and note in line for line in output.splitlines()), (name, output)
+        assert (out / f"{Path(name).stem}.png").is_file()
     assert_clean(output, out)
     assert_good_done(out)
-    assert (out / f"{Path(name).stem}.png").is_file()
-
-
-def test_exif_rotated_photo_gives_the_upright_photos_crop(capsys, good_dir, tmp_path):
-    exif_rotated(good_dir)
-    out = tmp_path / "out"
-    assert run(capsys, "reconstruct", good_dir, "--out", out)[0] == 0
+    # The 16-bit photo is the good one, not a white page: its crop matches the 8-bit gray one.
+    gray16 = np.asarray(Image.open(out / "odd_gray16.png"))[:, :224].astype(float)
+    upright = np.asarray(Image.open(out / f"{GOOD[0]}.png").convert("L"))[:, :224].astype(float)
+    assert np.abs(gray16[..., 0] - upright).mean() < 3.0
+    # The EXIF-rotated photo's crop is the upright photo's; its transform reaches the stored file.
     from recon.preprocess.align import CropTransform
-    upright = CropTransform.load(out / f"{GOOD[0]}_transform.json")
-    rotated = CropTransform.load(out / "odd_transform.json")
+    upright_t = CropTransform.load(out / f"{GOOD[0]}_transform.json")
+    rotated_t = CropTransform.load(out / "odd_exif_transform.json")
     corners = np.array([[0.0, 0.0], [223.0, 0.0], [0.0, 223.0], [111.5, 111.5]])
-    on_upright = upright.to_photo(corners)
-    on_stored = rotated.to_stored(corners)
+    on_upright = upright_t.to_photo(corners)
     # The stored file is the upright photo turned counter-clockwise: (u, v) -> (v, w - 1 - u).
-    expected = np.stack([on_upright[:, 1], upright.w0 - 1 - on_upright[:, 0]], axis=1)
-    assert (rotated.w0, rotated.h0) == (upright.w0, upright.h0)
-    np.testing.assert_allclose(on_stored, expected, atol=0.05)
+    expected = np.stack([on_upright[:, 1], upright_t.w0 - 1 - on_upright[:, 0]], axis=1)
+    assert (rotated_t.w0, rotated_t.h0) == (upright_t.w0, upright_t.h0)
+    np.testing.assert_allclose(rotated_t.to_stored(corners), expected, atol=0.05)
 
 
 # ---- output paths checked before any work ---------------------------------------------------
@@ -312,7 +327,8 @@ def test_convert_bfm_out_checks(capsys, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     code, output = run(capsys, "convert-bfm", source, "--out", blocker / "m.mat")
-    assert code == 2 and f"{blocker} is a file" in output, output
+    assert code == 2 and f"{blocker}: the folder of the converted model file is an existing file" \
+        in output, output
     code, output = run(capsys, "convert-bfm", tmp_path / "nope")
     assert code == 2 and f"{tmp_path / 'nope'}: no such folder" in output, output
 
@@ -337,21 +353,25 @@ def _wrong_length_id(path: Path) -> None:
     scipy.io.savemat(path, {k: v for k, v in data.items() if not k.startswith("__")})
 
 
-@pytest.mark.parametrize("spoil", [_zero_bytes, _nan_coefficients, _wrong_length_id],
-                         ids=lambda f: f.__name__.strip("_"))
-def test_fit_resume_redoes_an_unusable_mat(capsys, good_dir, tmp_path, spoil):
+def test_fit_resume_redoes_unusable_mats(capsys, good_dir, tmp_path):
+    """A zero-byte .mat, NaN coefficients, an id of the wrong length: each reported, that
+    photo fitted from scratch, the others resumed; no NaN in the outputs."""
+    _copy_good(good_dir, "third.png")
     out = tmp_path / "out"
     assert run(capsys, "reconstruct", good_dir, "--out", out)[0] == 0
-    spoil(out / f"{GOOD[1]}.mat")
+    spoiled = {GOOD[0]: _zero_bytes, GOOD[1]: _nan_coefficients, "third": _wrong_length_id}
+    for stem, spoil in spoiled.items():
+        spoil(out / f"{stem}.mat")
     code, output = run(capsys, "fit", good_dir, "--out", out, "--resume", *FIT)
     assert code == 0, output
-    assert any(f"{GOOD[1]}.mat" in line and "from scratch" in line
-               for line in output.splitlines()), output
+    for stem in spoiled:
+        assert any(f"{stem}.mat" in line and "from scratch" in line
+                   for line in output.splitlines()), (stem, output)
     assert_clean(output, out)
     assert_good_done(out)
     from recon.io import read_coeffs_mat
-    values = read_coeffs_mat(out / f"{GOOD[1]}.mat")
-    assert all(np.isfinite(v).all() for v in values.values())
+    for stem in spoiled:
+        assert all(np.isfinite(v).all() for v in read_coeffs_mat(out / f"{stem}.mat").values())
 
 
 def test_random_bytes_checkpoint_is_one_short_line(capsys, good_dir, tmp_path):
@@ -476,3 +496,36 @@ def test_evaluate_help_has_no_markup(capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])
     assert "``" not in capsys.readouterr().out
+
+
+def test_ctrl_c_keeps_only_complete_outputs_and_the_rerun_finishes(good_dir, tmp_path):
+    """SIGINT to a running ``faceset reconstruct``: the message counts what is done, only
+    complete photos stay, no temporary file; the re-run does the rest."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    for index in range(4):
+        _copy_good(good_dir, f"copy_{index}.png")
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    command = [sys.executable, "-m", "faceset", "reconstruct", str(good_dir), "--out", str(out),
+               "--batch-size", "1"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*.png")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stdout + stderr
+    assert "Traceback" not in stdout + stderr
+    finished = {p.stem for p in out.glob("*.png")}
+    assert f"interrupted; {len(finished)} of 6 photos done, re-run to resume" in stderr, stderr
+    assert 1 <= len(finished) < 6
+    assert_clean(stdout + stderr, out)  # every photo complete or absent, no .tmp files
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"{6 - len(finished)} reconstructed, {len(finished)} already done, 0 failed" \
+        in rerun.stdout
+    assert len(list(out.glob("*.png"))) == 6
