@@ -448,6 +448,9 @@ def test_micc_with_empty_or_corrupt_ground_truth_exits_1(capsys, synth_root, tmp
     for subject in ("empty", "corrupt"):
         assert any(f"{subject}.obj" in line and "failed" in line for line in output.splitlines())
     assert_clean(output, out)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (out / "micc_per_mesh.csv").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_subject_rerun_keeps_finished_outputs(capsys, good_dir, tmp_path):
