@@ -39,8 +39,9 @@ class UserError(Exception):
 class Interrupted(Exception):
     """Ctrl-C inside a job that counts its items: ``done`` of ``total`` are complete."""
 
-    def __init__(self, done: int, total: int, what: str = "items"):
-        super().__init__(f"interrupted; {done} of {total} {what} done, re-run to resume")
+    def __init__(self, done: int, total: int, what: str = "items", detail: str = ""):
+        super().__init__(f"interrupted; {done} of {total} {what} done, re-run to resume"
+                         + (f" ({detail})" if detail else ""))
         self.done, self.total, self.what = done, total, what
 
 

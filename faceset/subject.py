@@ -22,12 +22,14 @@ and material): the identity of all fitted photos fused afterwards (``aggregation
 A folder that already holds finished outputs is left alone unless ``overwrite`` (or
 ``resume``, which refines them in place); with ``resume`` a ``<stem>.mat`` that cannot
 be read or holds unusable coefficients (NaN, wrong sizes) is reported and that photo
-starts from scratch. Ctrl-C stops cleanly (``faceset.errors.Interrupted``) and writes
-nothing: the fit is one job over all photos.
+starts from scratch. Ctrl-C stops cleanly (``faceset.errors.Interrupted``): no output is
+written, the coefficients reached are kept in ``fit_interrupted.pt`` (``FitState``) and the
+re-run continues the fit from there (removing the file once the outputs are written).
 """
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,8 +42,11 @@ from aggregation import AggregationConfig, aggregate_identity, neutral_coeffs
 from faceset.pipeline import (PhotoPreparer, PreparedPhoto, ReconstructOptions, Reconstructor,
                               neutral_coeffs as canonical_coeffs, output_paths, require_photos,
                               write_photo_outputs)
+from faceset.errors import Interrupted
 from fitting import FitConfig, FitResult, FitTargets, fit_images, fit_subject
-from recon.io import figure_png, obj_text, read_coeffs_mat, write_atomic, write_coeffs_mat, write_png
+from fitting.fit import FitInterrupted
+from recon.io import (figure_png, obj_text, read_coeffs_mat, read_torch_file, write_atomic,
+                      write_coeffs_mat, write_png)
 from recon.types import Coeffs
 
 TEXTURE_SIZE = 512
@@ -188,7 +193,6 @@ def refine_folder(photo_dir: str | Path, out_dir: str | Path, options: SubjectOp
     try:
         return _refine_folder(Path(photo_dir), Path(out_dir), options, joint)
     except KeyboardInterrupt:
-        from faceset.errors import Interrupted
         raise Interrupted(0, 1, "subject fits" if joint else "fit jobs") from None
 
 
@@ -215,20 +219,116 @@ def _refine_folder(photo_dir: Path, out_dir: Path, options: SubjectOptions,
     targets = _targets(photos, reconstructor.device)
     config = _fit_config(options)
     encoder = _encoder(options, reconstructor.device)
-    if joint:
+    state = FitState.load(out_dir, [p.stem for p in photos], joint, config, notes)
+    start = None
+    if state is not None:
+        device = reconstructor.device
+        initial, start = (c.map(lambda t: t.to(device)) for c in (state.initial, state.coeffs))
+        config = replace(config, iterations=state.remaining())
+    elif joint:
         fused_start = aggregate_identity(face_model, initial, targets.landmarks, options.aggregation)
         start = initial.replace(id=fused_start.id.expand_as(initial.id).clone(),
                                 tex=fused_start.tex.expand_as(initial.tex).clone())
-        result = fit_subject(face_model, targets, start, config, encoder)
+    try:
+        result = (fit_subject if joint else fit_images)(
+            face_model, targets, initial if start is None else start, config, encoder)
+    except FitInterrupted as stop:
+        saved = FitState.interrupted(out_dir, [p.stem for p in photos], joint,
+                                     _fit_config(options), initial, stop, state)
+        raise Interrupted(0, 1, "subject fits" if joint else "fit jobs",
+                          f"the fit stopped after {sum(saved.done)} of "
+                          f"{sum(saved.schedule)} steps, kept in {saved.path(out_dir)}") from None
+    if state is not None:
+        state.extend(result)
+    if joint:
         fused = neutral_coeffs_from(result.coeffs[0], face_model.coeff_sizes)
     else:
-        result = fit_images(face_model, targets, initial, config, encoder)
         fused = neutral_coeffs(aggregate_identity(face_model, result.coeffs, targets.landmarks,
                                                   options.aggregation), face_model.coeff_sizes)
     recon = SubjectReconstruction(stems=[p.stem for p in photos], failed=failed, initial=initial,
                                   fitted=result.coeffs, fused=fused, fit=result, notes=notes)
     write_outputs(out_dir, recon, photos, reconstructor, joint, lpips=options.lpips)
+    FitState.path(out_dir).unlink(missing_ok=True)
     return recon
+
+
+@dataclass
+class FitState:
+    """A fit stopped by Ctrl-C, kept in ``OUT/fit_interrupted.pt`` so the re-run continues
+    from the coefficients it reached (the optimiser's moments restart) instead of from the
+    start. schedule: steps per pyramid level of the whole fit; done: steps run per level."""
+
+    stems: list[str]
+    joint: bool
+    schedule: list[int]
+    done: list[int]
+    initial: Coeffs
+    coeffs: Coeffs
+    history: list[dict]
+
+    FILE_NAME = "fit_interrupted.pt"
+    FORMAT = "faceset.fit_state/1"
+
+    @staticmethod
+    def path(out_dir: Path) -> Path:
+        return Path(out_dir) / FitState.FILE_NAME
+
+    def remaining(self) -> tuple[int, ...]:
+        """Steps per level still to run: none for the levels before the one interrupted."""
+        current = max([i for i, d in enumerate(self.done) if d > 0], default=0)
+        steps = [0 if i < current else s - self.done[i] if i == current else s
+                 for i, s in enumerate(self.schedule)]
+        if sum(steps) == 0:
+            steps[-1] = 1
+        return tuple(max(s, 0) for s in steps)
+
+    def extend(self, result: FitResult) -> None:
+        """Make a resumed fit's result describe the whole fit (history, steps per level)."""
+        result.history[:0] = self.history
+        result.iterations = [a + b for a, b in zip(self.done, result.iterations)]
+
+    @classmethod
+    def interrupted(cls, out_dir: Path, stems: list[str], joint: bool, config: FitConfig,
+                    initial: Coeffs, stop: FitInterrupted, before: Optional["FitState"]) -> "FitState":
+        done = stop.iterations if before is None else [a + b for a, b in zip(before.done, stop.iterations)]
+        state = cls(stems=stems, joint=joint, schedule=list(config.iterations), done=done,
+                    initial=initial, coeffs=stop.coeffs,
+                    history=(before.history if before else []) + stop.history)
+        buffer = io.BytesIO()
+        torch.save({"format": cls.FORMAT, "stems": stems, "joint": joint, "schedule": state.schedule,
+                    "done": done, "history": state.history,
+                    "initial": {g: getattr(initial, g).cpu() for g in Coeffs.GROUPS},
+                    "coeffs": {g: getattr(stop.coeffs, g).cpu().contiguous() for g in Coeffs.GROUPS}},
+                   buffer)
+        write_atomic(cls.path(out_dir), buffer.getvalue())
+        return state
+
+    @classmethod
+    def load(cls, out_dir: Path, stems: list[str], joint: bool, config: FitConfig,
+             notes: dict[str, list[str]]) -> Optional["FitState"]:
+        """The kept state when it belongs to this job, else None with a note saying why."""
+        path = cls.path(out_dir)
+        if not path.is_file():
+            return None
+        try:
+            data = read_torch_file(path)
+            if not isinstance(data, dict) or data.get("format") != cls.FORMAT:
+                raise ValueError(f"{path}: not a faceset fit state")
+            state = cls(stems=list(data["stems"]), joint=bool(data["joint"]),
+                        schedule=[int(s) for s in data["schedule"]],
+                        done=[int(d) for d in data["done"]], history=list(data["history"]),
+                        initial=Coeffs(**{g: data["initial"][g] for g in Coeffs.GROUPS}),
+                        coeffs=Coeffs(**{g: data["coeffs"][g] for g in Coeffs.GROUPS}))
+        except (ValueError, KeyError, TypeError) as err:
+            notes.setdefault(path.name, []).append(f"{err}; the fit starts from the beginning")
+            return None
+        if (state.stems, state.joint, state.schedule) != (stems, joint, list(config.iterations)):
+            notes.setdefault(path.name, []).append(
+                "kept from another photo set or schedule; the fit starts from the beginning")
+            return None
+        notes.setdefault(path.name, []).append(
+            f"continuing the interrupted fit from step {sum(state.done)} of {sum(state.schedule)}")
+        return state
 
 
 class AlreadyDone(Exception):

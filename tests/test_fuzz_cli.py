@@ -532,3 +532,33 @@ def test_ctrl_c_keeps_only_complete_outputs_and_the_rerun_finishes(good_dir, tmp
     assert f"{6 - len(finished)} reconstructed, {len(finished)} already done, 0 failed" \
         in rerun.stdout
     assert len(list(out.glob("*.png"))) == 6
+
+
+def test_interrupted_fit_state_is_kept_checked_and_resumed(tmp_path):
+    """What Ctrl-C in a subject fit keeps (``fit_interrupted.pt``): read back for the same
+    job with the steps left per level; another job's or a corrupt file gives a note."""
+    import torch
+    from faceset.subject import FitState
+    from fitting import FitConfig
+    from fitting.fit import FitInterrupted
+    from recon.types import Coeffs
+
+    config = FitConfig().with_total_iterations(30)
+    initial = Coeffs.zeros(2)
+    reached = initial.replace(id=torch.full_like(initial.id, 0.5))
+    done = [config.iterations[0], 3] + [0] * (len(config.iterations) - 2)
+    stop = FitInterrupted(reached, done, [{"level": 0, "total": 1.0}] * sum(done))
+    FitState.interrupted(tmp_path, ["a", "b"], True, config, initial, stop, None)
+    notes: dict[str, list[str]] = {}
+    state = FitState.load(tmp_path, ["a", "b"], True, config, notes)
+    assert state is not None and torch.equal(state.coeffs.id, reached.id)
+    assert state.remaining() == (0, config.iterations[1] - 3, *config.iterations[2:])
+    assert "continuing the interrupted fit" in notes["fit_interrupted.pt"][0]
+    notes = {}
+    assert FitState.load(tmp_path, ["a", "c"], True, config, notes) is None
+    assert "another photo set" in notes["fit_interrupted.pt"][0]
+    (tmp_path / "fit_interrupted.pt").write_bytes(b"PK\x03\x04 cut short")
+    notes = {}
+    assert FitState.load(tmp_path, ["a", "b"], True, config, notes) is None
+    assert "fit_interrupted.pt" in notes["fit_interrupted.pt"][0]
+    assert "starts from the beginning" in notes["fit_interrupted.pt"][0]
