@@ -22,8 +22,8 @@ file's stored pixels, and ``<stem>_transform.json`` maps the crop back to them
 
 A photo that fails is reported at the end and the rest are done; a re-run skips photos
 whose outputs all exist unless ``overwrite``. Ctrl-C stops after removing the unfinished
-photo's files (``faceset.errors.Interrupted``), so a re-run does the rest. Under torchrun each process takes its share
-of the photos (``this_process_share``) and its local GPU.
+photo's files (``faceset.errors.Interrupted``), so a re-run does the rest. Under torchrun
+each process takes its share of the photos (``this_process_share``) and its local GPU.
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ from recon.face_model import FaceModel
 from recon.models import load_face_model
 from recon.io import write_coeffs_mat, write_npy, write_obj, write_png
 from recon.landmark_fit import estimate_lighting, fit_landmarks
-from recon.preprocess.align import PHOTO_SUFFIXES, CropTransform, align_face, open_rgb
+from recon.preprocess.align import PHOTO_SUFFIXES, CropTransform, align_face
 from recon.preprocess.detect import five_points_from_68
-from recon.preprocess.photo import LoadedPhoto, load_photo
+from recon.preprocess.photo import load_photo
 from recon.preprocess.detections import (detection_path_for, landmark_file_for, read_detections,
                                         read_landmark_file)
 from recon.types import Coeffs, FaceGeometry

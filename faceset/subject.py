@@ -114,11 +114,26 @@ def finished_outputs(out_dir: Path, photo_dir: Path, joint: bool) -> tuple[list[
     """The output files of this job that already exist in ``out_dir``, and whether the
     job is complete there (its report and every photo's files present)."""
     name = "subject" if joint else "fused"
-    stems = [p.stem for p in require_photos(photo_dir)]
-    expected = [p for stem in stems for p in output_paths(out_dir, stem)]
+    photos = require_photos(photo_dir)
+    expected = [p for photo in photos for p in output_paths(out_dir, photo.stem)]
     expected += [out_dir / f"{name}.obj", out_dir / f"{name}.mat", out_dir / REPORT_NAME]
     present = [p for p in expected if p.exists()]
-    return present, len(present) == len(expected)
+    return present, _report_covers(out_dir, name, photos)
+
+
+def _report_covers(out_dir: Path, name: str, photos: list[Path]) -> bool:
+    """Whether ``out_dir``'s fit report is of these photos (fitted or failed ones) and the
+    files it lists as written all exist."""
+    try:
+        report = json.loads((out_dir / REPORT_NAME).read_text())
+        fitted, failed = list(report["photos"]), set(report["failed"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if set(fitted) | {Path(n).stem for n in failed} != {p.stem for p in photos}:
+        return False
+    needed = [p for stem in fitted for p in output_paths(out_dir, stem)]
+    needed += [out_dir / f"{name}.obj", out_dir / f"{name}.mat"]
+    return all(p.exists() for p in needed)
 
 
 def _initial_coeffs(reconstructor: Reconstructor, photos: list[PreparedPhoto], out_dir: Path,
