@@ -21,6 +21,7 @@ from faceset.cli import main
 from faceset.pipeline import OUTPUT_SUFFIXES
 
 GOOD = ("subject_000_00", "subject_000_01")
+JOB_FILES = ("subject", "fused", "subject_texture", "fused_texture", "fit_losses", "fit_overlays")
 FIT = ["--iters", "3", "--no-silhouette"]
 
 
@@ -63,7 +64,7 @@ def assert_clean(output: str, out_dir: Path) -> None:
         stems = set()
         for path in out_dir.iterdir():
             suffix = max((s for s in OUTPUT_SUFFIXES if path.name.endswith(s)), key=len, default=None)
-            if suffix and path.name[:-len(suffix)] not in ("subject", "fused"):
+            if suffix and path.name[:-len(suffix)] not in JOB_FILES:
                 stems.add(path.name[:-len(suffix)])
         for stem in stems:  # a photo's outputs exist completely or not at all
             present = [(out_dir / f"{stem}{s}").exists() for s in OUTPUT_SUFFIXES]
