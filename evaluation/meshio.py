@@ -38,6 +38,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        mask = os.umask(0o022)  # read the umask (only settable), so the file gets 0666 & ~umask
+        os.umask(mask)
+        os.fchmod(handle, 0o666 & ~mask)  # not mkstemp's 0600, which the rename would keep
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
         os.replace(temporary, path)

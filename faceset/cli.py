@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import sys
+
+from faceset.errors import run_command
 
 # Subcommand modules, in the order --help lists them.
 COMMANDS = ("demo", "reconstruct", "fit", "train", "synth", "evaluate", "compare", "benchmark",
@@ -28,20 +31,41 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue  # a command still being written is simply absent
         module.register(subparsers)
+    accept_global_options_after_command(parser, subparsers)
     return parser
+
+
+def accept_global_options_after_command(parser: argparse.ArgumentParser, subparsers) -> None:
+    """Let every option of the main parser (``--threads`` ...) also follow the subcommand.
+
+    Each subcommand parser (nested ones too) gets a copy whose default is SUPPRESS, so a
+    value given after the command is set and one given before it is kept.
+    """
+    shared = [a for a in parser._actions
+              if a.option_strings and not isinstance(a, argparse._HelpAction)]
+    pending = list(subparsers.choices.values())
+    while pending:
+        sub = pending.pop()
+        for action in shared:
+            if not any(s in sub._option_string_actions for s in action.option_strings):
+                sub._add_action(copy.copy(action))
+                sub._option_string_actions[action.option_strings[0]].default = argparse.SUPPRESS
+        for nested in sub._actions:
+            if isinstance(nested, argparse._SubParsersAction):
+                pending.extend(nested.choices.values())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
+    name = " ".join(filter(None, (args.command, getattr(args, "protocol", None))))
+
+    def run():
         # Before anything imports torch: the OpenMP wait policy is read when torch loads.
         from recon.threads import configure_threads
         configure_threads(args.threads)
-        return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError, ImportError) as err:
-        print(f"faceset {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return args.func(args)
+    return run_command(name, run, getattr(args, "out", None))
 
 
 if __name__ == "__main__":

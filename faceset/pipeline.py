@@ -16,9 +16,16 @@ lighting), then per image:
   canonical mesh, a drop-in NoW prediction
 - ``<stem>_transform.json`` the crop <-> photo transform
 
+Photos are read as viewers show them (``recon.preprocess.photo.load_photo``: EXIF
+orientation applied, 16-bit / gray / CMYK / palette / alpha converted, very large photos
+downscaled), each conversion noted in the summary; detection and landmark files are in the
+file's stored pixels, and ``<stem>_transform.json`` maps the crop back to them
+(``crop_to_stored``) as well as to the upright working image (``crop_to_photo``).
+
 A photo that fails is reported at the end and the rest are done; a re-run skips photos
-whose outputs all exist unless ``overwrite``. Under torchrun each process takes its share
-of the photos (``this_process_share``) and its local GPU.
+whose outputs all exist unless ``overwrite``. Ctrl-C stops after removing the unfinished
+photo's files (``faceset.errors.Interrupted``), so a re-run does the rest. Under torchrun
+each process takes its share of the photos (``this_process_share``) and its local GPU.
 """
 
 from __future__ import annotations
@@ -34,14 +41,15 @@ from PIL import Image
 from tqdm import tqdm
 
 from recon import constants as C
-from recon.crop_camera import crop_intrinsics, exif_focal_px, with_intrinsics
+from recon.crop_camera import crop_intrinsics, exif_focal_35mm, focal_from_35mm, with_intrinsics
 from recon.face_model import FaceModel
 from recon.models import load_face_model
 from recon.io import write_coeffs_mat, write_npy, write_obj, write_png
 from recon.landmark_fit import LandmarkFitConfig, estimate_lighting, fit_landmarks
 from recon.landmark_set import LandmarkSet
-from recon.preprocess.align import PHOTO_SUFFIXES, CropTransform, align_face, open_rgb
+from recon.preprocess.align import PHOTO_SUFFIXES, CropTransform, align_face
 from recon.preprocess.detect import five_points_from_68
+from recon.preprocess.photo import load_photo
 from recon.preprocess.detections import (detection_path_for, landmark_file_for, read_detections,
                                         read_landmark_file)
 from recon.types import Coeffs, FaceGeometry
@@ -78,6 +86,7 @@ class PreparedPhoto:
     five_points: np.ndarray                # (5, 2) the alignment points
     landmarks68: Optional[np.ndarray]      # (68, 2) from landmarks/<stem>.txt or the detector
     source: str                            # where the 5 points came from
+    notes: list[str] = field(default_factory=list)  # conversions, the face chosen
     landmarks_dense: Optional[np.ndarray] = None   # (478, 2) mediapipe's, when it ran
     intrinsics: Optional[np.ndarray] = None        # (3,) the photo's camera in the crop, from EXIF
 
@@ -95,10 +104,12 @@ class RunReport:
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)
 
     def summary(self) -> str:
         lines = [f"{len(self.done)} reconstructed, {len(self.skipped)} already done, "
                  f"{len(self.failed)} failed"]
+        lines += [f"  note: {name}: {note}" for name, notes in self.notes.items() for note in notes]
         lines += [f"  failed: {name}: {reason}" for name, reason in self.failed.items()]
         return "\n".join(lines)
 
@@ -125,6 +136,27 @@ def discover_photos(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
 
 
+def require_photos(folder: Path) -> list[Path]:
+    """``discover_photos``, refusing a folder without any photo."""
+    photos = discover_photos(Path(folder))
+    if not photos:
+        raise ValueError(f"{folder}: no photos in this folder (looked for "
+                         f"{', '.join('*' + s for s in PHOTO_SUFFIXES)})")
+    return photos
+
+
+def check_points_inside(points: np.ndarray, size: tuple[int, int], what: str) -> None:
+    """Refuse alignment points outside the (w, h) image: they would give a crop of
+    zero fill with an invented face. points: (K, 2) y-down pixels of that image."""
+    width, height = size
+    outside = ~((points[:, 0] >= -0.5) & (points[:, 0] <= width - 0.5)
+                & (points[:, 1] >= -0.5) & (points[:, 1] <= height - 0.5))
+    if outside.any():
+        x, y = points[np.argmax(outside)]
+        raise ValueError(f"{what}: {int(outside.sum())} of {len(points)} points lie outside "
+                         f"the {width}x{height} photo (e.g. {x:.1f}, {y:.1f})")
+
+
 def output_paths(out_dir: Path, stem: str) -> list[Path]:
     return [out_dir / f"{stem}{suffix}" for suffix in OUTPUT_SUFFIXES]
 
@@ -147,6 +179,7 @@ class PhotoPreparer:
         self.need_landmarks68 = need_landmarks68
         self._detector = None
         self._face_detector = None
+        self.faces_found = 0  # faces the detector found in the last photo it ran on
 
     @property
     def detector(self):
@@ -170,27 +203,36 @@ class PhotoPreparer:
         return self._face_detector
 
     def prepare(self, path: Path) -> PreparedPhoto:
-        image = open_rgb(path)
+        photo = load_photo(path)
+        image, notes = photo.image, list(photo.notes)
         landmark_file = landmark_file_for(path)
-        landmarks68 = read_landmark_file(landmark_file) if landmark_file.is_file() else None
+        landmarks68 = (photo.stored_to_working(read_landmark_file(landmark_file))
+                       if landmark_file.is_file() else None)
         detection_file = detection_path_for(path)
         dense = None
         if detection_file.is_file():
-            five, source = read_detections(detection_file), "detections file"
+            five, source = photo.stored_to_working(read_detections(detection_file)), "detections file"
+            check_points_inside(five, image.size, str(detection_file))
         elif landmarks68 is not None:
             five, source = five_points_from_68(landmarks68), "landmark file"
+            check_points_inside(five, image.size, f"{landmark_file} (its 5 alignment points)")
         else:
+            self.faces_found = 0
             face, source = self._detect(image, path, detection_file)
             five, landmarks68, dense = face.five_points, face.landmarks68, face.landmarks_dense
+            if self.faces_found > 1:
+                notes.append(f"{self.faces_found} faces found, face {self.face_index} used "
+                             "(0 = the largest; --face N picks another)")
         if landmarks68 is None and self.need_landmarks68:
             landmarks68 = self.detector.landmarks68_from_five(image, five)
         aligned = align_face(image, five)
         to_crop = aligned.transform.to_crop
-        focal = photo_focal_px(path)
-        return PreparedPhoto(path=path, crop=aligned.image, transform=aligned.transform,
+        focal = photo_focal_px(path, image.size)
+        return PreparedPhoto(path=path, crop=aligned.image,
+                             transform=aligned.transform.with_stored(photo.working_to_stored),
                              five_points=aligned.landmarks,
                              landmarks68=None if landmarks68 is None else to_crop(landmarks68),
-                             source=source, landmarks_dense=None if dense is None else to_crop(dense),
+                             source=source, notes=notes, landmarks_dense=None if dense is None else to_crop(dense),
                              intrinsics=None if focal is None else crop_intrinsics(aligned.transform, focal))
 
     def _detect(self, image, path: Path, detection_file: Path):
@@ -199,6 +241,7 @@ class PhotoPreparer:
         faces, source = self.face_detector.detect_faces(image), self.detector_name
         if len(faces) <= self.face_index and self.detector_name == "mediapipe":
             faces, source = self.detector.detect_faces(image), "dlib (fallback)"
+        self.faces_found = len(faces)
         if len(faces) <= self.face_index:
             raise ValueError(f"{path}: {len(faces)} face(s) found ({source}), face {self.face_index} asked "
                              f"for (and no {detection_file.name} in {detection_file.parent})")
@@ -216,7 +259,8 @@ class Reconstructor:
         self._dense_set: Optional[LandmarkSet] = None
         if options.checkpoint is not None:
             from recon.rnet import load_checkpoint
-            self.rnet = load_checkpoint(options.checkpoint, options.arch).to(self.device)
+            self.rnet = load_checkpoint(options.checkpoint, options.arch,
+                                        sizes=self.face_model.coeff_sizes).to(self.device)
         from recon.render import MeshRenderer
         self.renderer = MeshRenderer(self.face_model.camera, backend=options.backend)
 
@@ -270,14 +314,17 @@ class Reconstructor:
         return self.renderer.render(geometry, self.face_model.triangles)
 
 
-def photo_focal_px(path: Path) -> Optional[float]:
-    """The photo's focal length in its pixels from EXIF, or None (no EXIF, or unreadable:
-    the photo itself is read, and any error reported, by ``open_rgb``)."""
+def photo_focal_px(path: Path, size: tuple[int, int]) -> Optional[float]:
+    """The photo's focal length in pixels of its working image of ``size`` (w, h: rotated
+    upright, maybe downscaled; the 35 mm equivalent scales with the diagonal, which neither
+    changes but in scale) from EXIF, or None (no EXIF, or unreadable: the photo itself is
+    read, and any error reported, by ``load_photo``)."""
     try:
         with Image.open(path) as image:
-            return exif_focal_px(image)
+            focal_35mm = exif_focal_35mm(image)
     except (OSError, ValueError):
         return None
+    return None if focal_35mm is None else focal_from_35mm(focal_35mm, *size)
 
 
 def panel_image(photo: PreparedPhoto, rendered: torch.Tensor, mask: torch.Tensor,
@@ -308,7 +355,26 @@ def draw_points(image: torch.Tensor, points: np.ndarray, color: tuple[int, int, 
 
 def write_photo_outputs(out_dir: Path, photo: PreparedPhoto, coeffs: Coeffs,
                         geometry: FaceGeometry, canonical: FaceGeometry, render, face_model: FaceModel) -> None:
-    """All files of one photo (batch-of-one inputs); the PNG last, as the completion mark."""
+    """All files of one photo (batch-of-one inputs); the PNG last, as the completion mark.
+
+    Any failure or Ctrl-C while writing removes this photo's files again: a photo's outputs
+    exist completely or not at all, and a re-run redoes it.
+    """
+    try:
+        _write_photo_files(out_dir, photo, coeffs, geometry, canonical, render, face_model)
+    except BaseException:
+        remove_outputs(out_dir, photo.stem)
+        raise
+
+
+def remove_outputs(out_dir: Path, stem: str) -> None:
+    """Delete whichever of a photo's output files exist."""
+    for path in output_paths(out_dir, stem):
+        path.unlink(missing_ok=True)
+
+
+def _write_photo_files(out_dir: Path, photo: PreparedPhoto, coeffs: Coeffs, geometry: FaceGeometry,
+                       canonical: FaceGeometry, render, face_model: FaceModel) -> None:
     stem = photo.stem
     triangles = face_model.triangles.cpu().numpy()
     world = geometry.world[0].cpu().numpy()
@@ -335,8 +401,11 @@ def neutral_coeffs(coeffs: Coeffs) -> Coeffs:
 
 def reconstruct_folder(photo_dir: Path, out_dir: Path, options: ReconstructOptions,
                        show_progress: bool = True) -> RunReport:
-    """Run the per-image job over a folder; see the module docstring."""
-    photos = this_process_share(discover_photos(photo_dir))
+    """Run the per-image job over a folder; see the module docstring.
+
+    Raises ``faceset.errors.Interrupted`` (done / total counts) on Ctrl-C.
+    """
+    photos = this_process_share(require_photos(photo_dir))
     report = RunReport()
     todo = []
     for path in photos:
@@ -352,19 +421,33 @@ def reconstruct_folder(photo_dir: Path, out_dir: Path, options: ReconstructOptio
     preparer = PhotoPreparer(options.face_index, options.detector, str(reconstructor.device),
                              need_landmarks68=reconstructor.rnet is None)
     progress = tqdm(total=len(todo), desc="reconstruct", unit="photo", disable=not show_progress)
-    for start in range(0, len(todo), options.batch_size):
-        prepared = []
-        for path in todo[start:start + options.batch_size]:
-            try:
-                prepared.append(preparer.prepare(path))
-            except (ValueError, OSError) as err:
-                report.failed[path.name] = str(err)
-                progress.update(1)
-        if prepared:
-            _reconstruct_batch(reconstructor, prepared, out_dir, report)
-            progress.update(len(prepared))
+    try:
+        for start in range(0, len(todo), options.batch_size):
+            _prepare_and_reconstruct(todo[start:start + options.batch_size], preparer,
+                                     reconstructor, out_dir, report, progress)
+    except KeyboardInterrupt:
+        from faceset.errors import Interrupted
+        progress.close()
+        raise Interrupted(len(report.done) + len(report.skipped), len(photos), "photos") from None
     progress.close()
     return report
+
+
+def _prepare_and_reconstruct(paths: list[Path], preparer: PhotoPreparer, reconstructor: Reconstructor,
+                             out_dir: Path, report: RunReport, progress) -> None:
+    prepared = []
+    for path in paths:
+        try:
+            photo = preparer.prepare(path)
+            prepared.append(photo)
+            if photo.notes:
+                report.notes[path.name] = photo.notes
+        except (ValueError, OSError) as err:
+            report.failed[path.name] = str(err)
+            progress.update(1)
+    if prepared:
+        _reconstruct_batch(reconstructor, prepared, out_dir, report)
+        progress.update(len(prepared))
 
 
 def _reconstruct_batch(reconstructor: Reconstructor, prepared: list[PreparedPhoto],

@@ -99,6 +99,15 @@ class FitResult:
     seconds: float = 0.0
 
 
+class FitInterrupted(Exception):
+    """Ctrl-C during a fit. coeffs (M, ...): the coefficients reached (detached);
+    iterations: steps run per level so far; history: the per-step rows so far."""
+
+    def __init__(self, coeffs: Coeffs, iterations: list[int], history: list[dict]):
+        super().__init__(f"fit interrupted after {sum(iterations)} steps")
+        self.coeffs, self.iterations, self.history = coeffs, iterations, history
+
+
 def scaled_camera(camera: Camera, scale: float) -> Camera:
     """The camera of a pyramid level: focal lengths, principal point and size times scale.
 
@@ -356,10 +365,19 @@ def _run(face_model, targets: FitTargets, init: Coeffs, config: FitConfig, share
     # and undo part of the coarse level's progress.
     optimizer = params.optimizer(config.learning_rates)
     per_image = None
-    for level_index, (scale, steps) in enumerate(zip(config.pyramid_scales, config.iterations)):
-        level = _Level(face_model, targets, scale, config, skin_full)
-        per_image = _fit_level(face_model, params, targets, level, level_index, steps, optimizer,
-                               config, identity, result, bar, landmark_term)
+    try:
+        for level_index, (scale, steps) in enumerate(zip(config.pyramid_scales, config.iterations)):
+            if steps == 0:  # a resumed fit skips the levels it finished before
+                result.iterations.append(0)
+                continue
+            level = _Level(face_model, targets, scale, config, skin_full)
+            per_image = _fit_level(face_model, params, targets, level, level_index, steps,
+                                   optimizer, config, identity, result, bar, landmark_term)
+    except KeyboardInterrupt:
+        bar.close()
+        done = [sum(row["level"] == i for row in result.history) for i in range(len(config.iterations))]
+        raise FitInterrupted(params.coeffs().map(lambda t: t.detach().clone()), done,
+                             result.history) from None
     bar.close()
     result.coeffs = params.coeffs().map(lambda t: t.detach().clone())
     result.final_loss = None if per_image is None else per_image.detach()

@@ -94,21 +94,21 @@ def focal_from_35mm(focal_35mm: float, width: int, height: int) -> float:
     return float(focal_35mm) * float(np.hypot(width, height)) / FULL_FRAME_DIAGONAL_MM
 
 
-def exif_focal_px(image) -> Optional[float]:
-    """The photo's focal length in pixels from its EXIF ``FocalLengthIn35mmFilm``, or None.
+def exif_focal_35mm(image) -> Optional[float]:
+    """The photo's EXIF ``FocalLengthIn35mmFilm`` (mm), or None.
 
-    image: a PIL image as opened (before conversion: ``convert`` drops EXIF), size in the
-    stored orientation's pixels.
+    image: a PIL image as opened (before conversion: ``convert`` drops EXIF).
     """
     try:
         exif = image.getexif()
-    except (AttributeError, OSError, ValueError):
-        return None
-    value = exif.get(EXIF_FOCAL_35MM) or exif.get_ifd(EXIF_SUB_IFD).get(EXIF_FOCAL_35MM)
-    try:
+        value = exif.get(EXIF_FOCAL_35MM) or exif.get_ifd(EXIF_SUB_IFD).get(EXIF_FOCAL_35MM)
         value = float(value)
-    except (TypeError, ValueError):
+    except (AttributeError, OSError, TypeError, ValueError):
         return None
-    if not np.isfinite(value) or value <= 0:
-        return None
-    return focal_from_35mm(value, *image.size)
+    return value if np.isfinite(value) and value > 0 else None
+
+
+def exif_focal_px(image) -> Optional[float]:
+    """The photo's focal length in pixels of the image as stored, from EXIF, or None."""
+    focal_35mm = exif_focal_35mm(image)
+    return None if focal_35mm is None else focal_from_35mm(focal_35mm, *image.size)

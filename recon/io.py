@@ -25,12 +25,20 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _new_file_mode())  # mkstemp's 0600 would survive the rename
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _new_file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0666 less the process umask."""
+    mask = os.umask(0o022)  # the only way to read the umask is to set it; put it back
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def read_torch_file(path: str | os.PathLike, map_location="cpu"):
@@ -42,7 +50,20 @@ def read_torch_file(path: str | os.PathLike, map_location="cpu"):
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises several types for a bad file
-        raise ValueError(f"{path}: not a readable PyTorch file ({err})") from err
+        raise ValueError(f"{path}: not a readable PyTorch file, corrupt or of another "
+                         f"kind ({_torch_load_reason(err)})") from err
+
+
+def _torch_load_reason(err: Exception) -> str:
+    """The informative line of a ``torch.load`` error (its weights-only text is a page of
+    advice about pickles around one line saying what was wrong)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if lines and lines[0].startswith("Weights only load failed"):
+        lines = [line for line in lines[1:] if not line.startswith(("Please file", "Check the"))]
+        reason = lines[0] if lines else "not a tensor file"
+    else:
+        reason = lines[0] if lines else type(err).__name__
+    return reason if len(reason) <= 160 else reason[:157] + "..."
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -163,7 +184,10 @@ def write_coeffs_mat(path: str | os.PathLike, coeffs: dict[str, np.ndarray],
 
 def read_coeffs_mat(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read a per-image ``.mat``: group name -> (K,) float32, and ``lm68`` (68, 2) if present."""
-    data = scipy.io.loadmat(path)
+    try:
+        data = scipy.io.loadmat(path)
+    except Exception as err:  # scipy raises MatReadError, ValueError, TypeError... for bad files
+        raise ValueError(f"{path}: not a readable .mat file ({err or type(err).__name__})") from None
     missing = [k for k in COEFF_KEYS if k not in data]
     if missing:
         raise ValueError(f"{path}: missing coefficient group(s) {', '.join(missing)}")

@@ -72,18 +72,27 @@ class ReconNet(torch.nn.Module):
 
 
 def load_checkpoint(path: str | os.PathLike, arch: str = "resnet50",
-                    map_location: str | torch.device = "cpu") -> ReconNet:
-    """An R-Net with the original's ``epoch_<N>.pth`` weights (``net_recon``, strict)."""
+                    map_location: str | torch.device = "cpu",
+                    sizes: dict[str, int] | None = None) -> ReconNet:
+    """An R-Net with the original's ``epoch_<N>.pth`` weights (``net_recon``, strict).
+
+    sizes: the coefficient group sizes of the face model it regresses (default the BFM's).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: it is {CHECKPOINT_HELP}")
     state = read_torch_file(path, map_location)
     if isinstance(state, dict) and CHECKPOINT_KEY in state:
         state = state[CHECKPOINT_KEY]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: not an R-Net checkpoint (no {CHECKPOINT_KEY!r} weights)")
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    net = ReconNet(arch)
+    net = ReconNet(arch, sizes=sizes)
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise ValueError(f"{path}: weights do not fit a {arch} R-Net ({err})") from err
+        other = [a for a in ("resnet50", "resnet18") if a != arch]
+        reason = str(err).strip().splitlines()[0]
+        raise ValueError(f"{path}: weights do not fit a {arch} R-Net for this face model "
+                         f"(another --arch, e.g. {other[0]}, or another --bfm?): {reason}") from err
     return net.eval()

@@ -60,7 +60,7 @@ def test_subject_job_fits_the_rest_and_reports_the_unusable_photo(photo_set, tmp
         per_image = read_coeffs_mat(out / f"{stem}.mat")
         np.testing.assert_allclose(per_image["id"], saved["id"], rtol=1e-6)
     overlays = Image.open(out / "fit_overlays.png")
-    assert overlays.size == (672, 3 * 224)
+    assert overlays.size == (672, 24 + 3 * 224)  # a row of column labels, then the photos
     assert Image.open(out / "fit_losses.png").size[0] > 0
 
 

@@ -19,7 +19,11 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from faceset.errors import prepare_output_file
     from recon.models.bfm import convert_bfm09, load_bfm_front
+    if not args.bfm_dir.is_dir():
+        raise FileNotFoundError(f"{args.bfm_dir}: no such folder (the BFM09 files' folder)")
+    prepare_output_file(args.out or args.bfm_dir / "BFM_model_front.mat", "converted model file")
     path = convert_bfm09(args.bfm_dir, args.out)
     model = load_bfm_front(path)
     print(f"wrote {path}: {model.n_vertices} vertices, {model.n_triangles} triangles")

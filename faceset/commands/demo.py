@@ -20,7 +20,9 @@ def run(args) -> int:
     import skimage.data
     from PIL import Image
 
+    from faceset.errors import prepare_output_dir
     from faceset.pipeline import ReconstructOptions, reconstruct_folder
+    prepare_output_dir(args.out)
     photos = args.out / "photos"
     photos.mkdir(parents=True, exist_ok=True)
     photo = photos / "astronaut.png"

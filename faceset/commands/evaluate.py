@@ -7,9 +7,10 @@
     faceset evaluate facewarehouse --gt-dir DIR --predictions DIR --out DIR [--pairs FILE]
 
 The folder layouts are documented in ``evaluation.now`` and ``evaluation.micc``. A missing
-prediction is counted and listed in the per-image CSV; it never stops the run. Every file
-is written atomically. ``run.json`` records the protocol, the dataset and each method's
-statistics for ``faceset compare`` (several ``--method`` runs may share one ``--out``).
+prediction or unreadable mesh is counted and listed in the per-image CSV; it never stops
+the run, but the exit code is then 1. Every file is written atomically. ``run.json`` records
+the protocol, the dataset and each method's statistics for ``faceset compare`` (several
+``--method`` runs may share one ``--out``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate", help="score predicted meshes: NoW, MICC Florence, FaceWarehouse (mm)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=__doc__.replace("``", ""), formatter_class=argparse.RawDescriptionHelpFormatter)
     protocols = parser.add_subparsers(dest="protocol", metavar="PROTOCOL")
     protocols.required = True
 
@@ -89,10 +90,12 @@ def _run_now(args: argparse.Namespace) -> int:
     from evaluation.meshio import atomic_write_bytes, atomic_write_text
     from evaluation.tables import ResultTable
 
+    from faceset.errors import prepare_output_dir
+
     dataset = now.NowDataset(args.dataset, imagepaths=args.imagepaths)
     method = args.method + ("_metrical" if args.metrical else "")
     suffix = f"_{args.challenge}" if args.challenge else ""
-    args.out.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(args.out)
 
     def draw(record: now.NowRecord) -> None:
         if args.plots and record.result is not None:
@@ -135,7 +138,7 @@ def _run_now(args: argparse.Namespace) -> int:
     print(f"median {pooled['median']:.4f} mm, mean {pooled['mean']:.4f} mm, "
           f"std {pooled['std']:.4f} mm")
     _report_missing(frame)
-    return 0
+    return 1 if missing else 0
 
 
 def _run_icp_protocol(args: argparse.Namespace) -> int:
@@ -146,6 +149,9 @@ def _run_icp_protocol(args: argparse.Namespace) -> int:
     from evaluation.meshio import atomic_write_text
     from evaluation.tables import ResultTable
 
+    from faceset.errors import prepare_output_dir
+
+    prepare_output_dir(args.out)
     cut = args.forehead_cut if args.forehead_cut is not None and args.forehead_cut > 0 else None
     region = micc.RegionConfig(radius_mm=args.radius, forehead_cut_mm=cut,
                                gt_scale=args.gt_scale)
@@ -173,7 +179,7 @@ def _run_icp_protocol(args: argparse.Namespace) -> int:
           f"{stats['missing']} missing or failed")
     print(f"RMSE {stats['mean']:.4f} +- {stats['std']:.4f} mm (mean +- std over meshes)")
     _report_missing(frame)
-    return 0
+    return 1 if stats["missing"] else 0
 
 
 def _record_now_run(args, dataset, method: str, by_challenge: dict, records, errors_file: str) -> None:

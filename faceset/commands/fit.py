@@ -16,13 +16,18 @@ def register(subparsers) -> None:
                     "loss), coarse to fine. Starts from R-Net (--checkpoint), else the landmark "
                     "initialiser, or from OUT/<stem>.mat with --resume. With --subject one "
                     "identity and albedo are shared by all photos. Writes the reconstruct "
-                    "outputs plus fit_report.json, fit_losses.png and fit_overlays.png.")
+                    "outputs plus fit_report.json, fit_losses.png and fit_overlays.png, and "
+                    "subject.obj/.mat (--subject: the shared identity) or fused.obj/.mat "
+                    "(per photo: the fitted identities fused afterwards). Finished outputs "
+                    "are not overwritten without --overwrite (or --resume).")
     parser.add_argument("img_dir", type=Path, metavar="IMG_DIR")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--subject", action="store_true",
                         help="all photos show one person: fit one shared identity and albedo")
     parser.add_argument("--resume", action="store_true",
-                        help="start from OUT/<stem>.mat where it exists")
+                        help="start from OUT/<stem>.mat where it exists and refine the outputs "
+                             "in place (an unusable .mat is reported and that photo starts "
+                             "from scratch)")
     add_fit_options(parser)
     add_model_options(parser)
     parser.set_defaults(func=run)
@@ -31,6 +36,11 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from faceset.subject import _run
 
+    from faceset.errors import prepare_output_dir
+
     if args.iters is not None and args.iters < 3:
         raise ValueError("--iters must be at least 3 (one step per pyramid level)")
+    if args.face_index < 0:
+        raise ValueError(f"--face must be 0 or more, got {args.face_index}")
+    prepare_output_dir(args.out)
     return _run(args, joint=args.subject)

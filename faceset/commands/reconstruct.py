@@ -11,6 +11,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="the original's R-Net checkpoint (epoch_20.pth); default: "
                              "landmark initialiser, no network")
+    parser.add_argument("--arch", default="resnet50", choices=("resnet50", "resnet18"),
+                        help="R-Net backbone of --checkpoint (default resnet50, the original's; "
+                             "as 'faceset train --arch' wrote it)")
     parser.add_argument("--bfm", type=Path, default=None,
                         help="BFM folder (01_MorphableModel.mat, Exp_Pca.bin and the original's "
                              "helper files; converted on first use) or BFM_model_front.mat; "
@@ -19,8 +22,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="photos per batch (default 8)")
     parser.add_argument("--renderer", default="auto", choices=("auto", "torch", "nvdiffrast", "pytorch3d"),
                         help="rasterizer backend (default: nvdiffrast on CUDA when installed, else torch)")
-    parser.add_argument("--face", type=int, default=0, dest="face_index",
-                        help="with several faces in a photo: 0 = the largest (default), 1 = the next...")
+    parser.add_argument("--face", type=int, default=0, dest="face_index", metavar="N",
+                        help="with several faces in a photo: 0 = the largest (default), 1 = the "
+                             "next...; the choice is noted in the summary")
     parser.add_argument("--detector", default="mediapipe", choices=("mediapipe", "dlib", "insightface"),
                         help="face detector for photos without a detection file: mediapipe (default, "
                              "offline, 478 dense points; dlib where it finds no face), dlib (offline) "
@@ -69,10 +73,14 @@ def options_from_args(args):
     return ReconstructOptions(checkpoint=args.checkpoint, bfm=args.bfm, device=args.device,
                               batch_size=args.batch_size, overwrite=args.overwrite,
                               backend=args.renderer, face_index=args.face_index,
-                              detector=args.detector)
+                              detector=args.detector, arch=getattr(args, "arch", "resnet50"))
 
 
 def run(args) -> int:
+    from faceset.errors import prepare_output_dir
+    if args.face_index < 0:
+        raise ValueError(f"--face must be 0 or more, got {args.face_index}")
+    prepare_output_dir(args.out)
     if args.subject:
         from faceset.subject import run_subject_command
         return run_subject_command(args)

@@ -39,8 +39,16 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from faceset.synth import SynthConfig, synthesize
 
+    from faceset.errors import prepare_output_dir
+
     if args.subjects < 1 or args.images < 1:
         raise ValueError("--subjects and --images must be at least 1")
+    if args.occluder_probability is not None and not 0.0 <= args.occluder_probability <= 1.0:
+        raise ValueError(f"--occluder-probability is a probability (0 to 1), "
+                         f"got {args.occluder_probability}")
+    if not 0.0 <= args.detail_mm < float("inf"):
+        raise ValueError(f"--detail-mm must be 0 or more, got {args.detail_mm}")
+    prepare_output_dir(args.out)
     options = {"subjects": args.subjects, "images": args.images, "seed": args.seed,
                "detail_mm": args.detail_mm, "model_resolution": args.model_resolution}
     if args.occluder_probability is not None:

@@ -64,8 +64,11 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from faceset.errors import prepare_output_dir
     from recon.losses import LossWeights
     from recon.training import TrainConfig, train
+
+    prepare_output_dir(args.out, "checkpoint folder")
 
     config = TrainConfig(
         data_dirs=list(args.data_dirs), out=args.out, epochs=args.epochs,
@@ -74,7 +77,13 @@ def run(args: argparse.Namespace) -> int:
         arcface=args.arcface, bfm=args.bfm, init=args.init, device=args.device,
         renderer=args.renderer, workers=args.workers, seed=args.seed,
         log_every=args.log_every, max_iters_per_epoch=args.max_iters, val_dirs=list(args.val))
-    result = train(config, progress=args.progress)
+    try:
+        result = train(config, progress=args.progress)
+    except KeyboardInterrupt:
+        from faceset.errors import Interrupted
+        from recon.training.checkpoint import epoch_checkpoints
+        done = max(epoch_checkpoints(args.out), default=0)
+        raise Interrupted(done, args.epochs, "epochs") from None
     if result.checkpoint is not None:
         losses = ", ".join(f"{k} {v:.4g}" for k, v in result.last_losses.items())
         print(f"trained epochs {result.first_epoch}-{result.last_epoch} "

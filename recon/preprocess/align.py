@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -42,6 +42,12 @@ class CropTransform:
     tx, ty: POS translation in photo pixels, **y-up** as in the original (ty measured from
     the bottom row); target_size: crop side (224). The resized photo size and the crop box
     follow from these with the original's int() truncations.
+
+    "Photo" is the image the crop was cut from. For ``faceset`` that is the working image of
+    ``recon.preprocess.photo.load_photo``: upright (EXIF applied) and downscaled when very
+    large. photo_to_stored: when that differs from the file's stored pixels, the (3, 3)
+    y-down affine from photo to stored pixels (row-major nested tuples), else None;
+    ``to_stored`` / ``matrix_crop_to_stored`` then reach the file's pixels as stored.
     """
 
     w0: int
@@ -50,6 +56,7 @@ class CropTransform:
     tx: float
     ty: float
     target_size: int = C.IMAGE_SIZE
+    photo_to_stored: Optional[tuple] = None
 
     def __post_init__(self) -> None:
         if self.w0 <= 0 or self.h0 <= 0 or not np.isfinite(self.s) or self.s <= 0:
@@ -125,13 +132,35 @@ class CropTransform:
         """3x3 float64 affine matrix, homogeneous y-down crop -> y-down photo pixels."""
         return np.linalg.inv(self.matrix_photo_to_crop())
 
+    def matrix_crop_to_stored(self) -> np.ndarray:
+        """3x3 float64 affine, y-down crop -> the file's stored pixels (EXIF rotation and
+        any downscaling undone; equal to ``matrix_crop_to_photo`` when there was none)."""
+        stored = np.eye(3) if self.photo_to_stored is None else np.array(self.photo_to_stored)
+        return stored @ self.matrix_crop_to_photo()
+
+    def to_stored(self, points: np.ndarray) -> np.ndarray:
+        """(K, 2) y-down crop pixels -> (K, 2) float64 pixels of the file as stored."""
+        points = _as_points(points, "points")
+        matrix = self.matrix_crop_to_stored()
+        return points @ matrix[:2, :2].T + matrix[:2, 2]
+
+    def with_stored(self, photo_to_stored: Optional[np.ndarray]) -> "CropTransform":
+        """This transform with a photo -> stored-pixels affine (None or identity: none)."""
+        if photo_to_stored is None or np.allclose(photo_to_stored, np.eye(3), rtol=0, atol=1e-12):
+            return replace(self, photo_to_stored=None)
+        rows = np.asarray(photo_to_stored, dtype=np.float64).tolist()
+        return replace(self, photo_to_stored=tuple(tuple(row) for row in rows))
+
     # -- files ----------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {"format": TRANSFORM_FORMAT, "convention": "pixels, y down, centres at integers",
                 "w0": self.w0, "h0": self.h0, "s": self.s, "tx": self.tx, "ty": self.ty,
                 "target_size": self.target_size, "resized_size": list(self.resized_size),
                 "crop_box": list(self.crop_box),
-                "crop_to_photo": self.matrix_crop_to_photo().tolist()}
+                "crop_to_photo": self.matrix_crop_to_photo().tolist(),
+                **({} if self.photo_to_stored is None else {
+                    "photo_to_stored": [list(row) for row in self.photo_to_stored],
+                    "crop_to_stored": self.matrix_crop_to_stored().tolist()})}
 
     def to_json(self) -> str:
         """JSON text; floats are written exactly (shortest round-trip decimals)."""
@@ -151,6 +180,9 @@ class CropTransform:
             transform = cls(w0=int(data["w0"]), h0=int(data["h0"]), s=float(data["s"]),
                             tx=float(data["tx"]), ty=float(data["ty"]),
                             target_size=int(data.get("target_size", C.IMAGE_SIZE)))
+            if "photo_to_stored" in data:
+                stored = np.array(data["photo_to_stored"], dtype=np.float64).reshape(3, 3)
+                transform = transform.with_stored(stored)
         except KeyError as error:
             raise ValueError(f"{source}: missing field {error}") from None
         except (TypeError, ValueError) as error:
@@ -320,9 +352,14 @@ PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")  # the files of a folder that are tak
 
 
 def open_rgb(path: str | os.PathLike) -> Image.Image:
-    """Open an image file as RGB, with one clear error naming the file."""
+    """Open an image file as 8-bit RGB in its stored pixels (no EXIF rotation, full size),
+    with one clear error naming the file. 16-bit gray keeps its range, alpha goes on white
+    (``recon.preprocess.photo.to_rgb8``); ``photo.load_photo`` is the upright, size-capped
+    reading of the reconstruction pipeline."""
+    from recon.preprocess.photo import to_rgb8
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, ValueError) as error:
+            image.load()
+            return to_rgb8(image, [])
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise ValueError(f"{path}: cannot read image ({error})") from None

@@ -61,6 +61,14 @@ def epoch_checkpoints(out: str | os.PathLike) -> dict[int, Path]:
     return found
 
 
+def resume_candidates(out: str | os.PathLike) -> list[Path]:
+    """``epoch_latest.pth`` if present, then the ``epoch_<N>.pth`` files, newest first:
+    where a resume tries to start, in order (a corrupt file falls back to the next)."""
+    latest = Path(out) / LATEST_NAME
+    epochs = epoch_checkpoints(out)
+    return ([latest] if latest.is_file() else []) + [epochs[n] for n in sorted(epochs, reverse=True)]
+
+
 def resume_path(out: str | os.PathLike) -> Optional[Path]:
     """``epoch_latest.pth`` if present, else the highest ``epoch_<N>.pth``, else None."""
     latest = Path(out) / LATEST_NAME
@@ -68,6 +76,11 @@ def resume_path(out: str | os.PathLike) -> Optional[Path]:
         return latest
     epochs = epoch_checkpoints(out)
     return epochs[max(epochs)] if epochs else None
+
+
+class CorruptCheckpoint(ValueError):
+    """A checkpoint file that cannot be read (truncated, overwritten, another kind of file);
+    unlike one that reads but does not fit the network, a resume may skip it."""
 
 
 @dataclass
@@ -88,10 +101,13 @@ def load_training_state(path: str | os.PathLike, net: torch.nn.Module,
     """
     path = Path(path)
     device = next(net.parameters()).device
-    state = read_torch_file(path, device)
+    try:
+        state = read_torch_file(path, device)
+    except ValueError as err:
+        raise CorruptCheckpoint(str(err)) from None
     missing = {CHECKPOINT_KEY, OPTIMIZER_KEY, SCHEDULER_KEY} - set(state if isinstance(state, dict) else ())
     if missing:
-        raise ValueError(f"{path}: not a training checkpoint (missing {sorted(missing)})")
+        raise CorruptCheckpoint(f"{path}: not a training checkpoint (missing {sorted(missing)})")
     try:
         unwrap(net).load_state_dict(state[CHECKPOINT_KEY], strict=True)
         optimizer.load_state_dict(state[OPTIMIZER_KEY])

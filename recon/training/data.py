@@ -55,7 +55,8 @@ class Skipped:
 def discover(folders: Sequence[str | os.PathLike]) -> tuple[list[Path], list[Skipped]]:
     """Usable photos of the folders (sorted per folder) and the skipped ones with reasons.
 
-    A photo is usable when its landmark file exists and parses; a missing folder is an error.
+    A photo is usable when its landmark file exists and parses and the photo itself decodes
+    (a truncated file is skipped here, not found mid-epoch); a missing folder is an error.
     """
     photos: list[Path] = []
     skipped: list[Skipped] = []
@@ -78,6 +79,7 @@ def _unusable_reason(photo: Path) -> str | None:
         return f"no {LANDMARK_FOLDER}/{landmarks.name}"
     try:
         read_landmark_file(landmarks)
+        open_rgb(photo)
     except ValueError as err:
         return str(err)
     return None
@@ -88,7 +90,8 @@ def skipped_message(skipped: Sequence[Skipped], limit: int = 20) -> str:
     lines = [f"  {item.photo}: {item.reason}" for item in skipped[:limit]]
     if len(skipped) > limit:
         lines.append(f"  ... and {len(skipped) - limit} more")
-    return f"skipping {len(skipped)} photo(s) without usable 68 landmarks:\n" + "\n".join(lines)
+    return (f"skipping {len(skipped)} photo(s) that are unreadable or lack usable 68 "
+            "landmarks:\n" + "\n".join(lines))
 
 
 def _read_mask_file(path: Path, rgb: Image.Image) -> np.ndarray:

@@ -27,7 +27,8 @@ from recon.models import load_face_model
 from recon.io import figure_png, read_torch_file, write_atomic, write_text_atomic
 from recon.rnet import ReconNet
 
-from .checkpoint import (LATEST_NAME, checkpoint_state, load_training_state, resume_path,
+from .checkpoint import (LATEST_NAME, CorruptCheckpoint, checkpoint_state, load_training_state,
+                         resume_candidates, resume_path,
                          save_checkpoint)
 from .config import TrainConfig
 from .data import FaceTrainingSet, discover, skipped_message
@@ -214,12 +215,17 @@ class Trainer:
 
     def _resume(self) -> int:
         """Finished epochs of the checkpoint found in ``out`` (0 when starting fresh)."""
-        path = resume_path(self.out)
-        if path is None:
-            return 0
-        state = load_training_state(path, self.net, self.optimizer, self.scheduler)
-        self.report(f"resuming from {path}: {state.finished_epochs} epoch(s) done")
-        return state.finished_epochs
+        for path in resume_candidates(self.out):
+            try:
+                state = load_training_state(path, self.net, self.optimizer, self.scheduler)
+            except CorruptCheckpoint as err:
+                self.report(f"cannot resume from it: {err}")
+                continue
+            self.report(f"resuming from {path}: {state.finished_epochs} epoch(s) done")
+            return state.finished_epochs
+        if resume_path(self.out) is not None:
+            self.report(f"no readable checkpoint in {self.out}: training from scratch")
+        return 0
 
     def _steps_done(self) -> int:
         """Adam steps taken so far, resumed runs included: the optimiser state of the
