@@ -185,3 +185,24 @@ def test_landmark_count_must_match_the_set():
         fit_landmarks(fm, torch.zeros(2, 68, 2), landmark_set=dense)
     with pytest.raises(ValueError, match=r"visibility must be \(2, 68\)"):
         fit_landmarks(fm, torch.zeros(2, 68, 2), visibility=torch.ones(2, 70))
+
+
+# ----------------------------------------------------------------- each photo's own camera
+
+def test_selfie_camera_intrinsics_recover_the_face_and_the_default_camera_does_not():
+    """Landmarks of faces seen from 3.5 dm with a wide lens (focal 355 px in the crop,
+    principal point off centre): given those intrinsics the fit recovers pose and shape;
+    with the original's 1 m camera it cannot explain the perspective."""
+    from recon.crop_camera import with_intrinsics
+    fm = _embedded_without_size_mode()
+    truth = _dense_truth(fm)
+    truth.trans = truth.trans + torch.tensor([0.0, 0.0, 6.5])     # face ~3.5 dm from the camera
+    intrinsics = torch.tensor([[355.0, 104.0, 118.0]]).expand(4, 3).clone()
+    seen = with_intrinsics(fm.compute(truth), fm.camera, fm.landmark_ids, intrinsics)
+    config = LandmarkFitConfig(sigma_px=0.01, lm_iterations=20)
+    fit = fit_landmarks(fm, seen.landmarks, config, intrinsics=intrinsics)
+    _assert_recovered(fm, fit, truth)
+    refit = with_intrinsics(fm.compute(fit), fm.camera, fm.landmark_ids, intrinsics).landmarks
+    assert float((refit - seen.landmarks).norm(dim=-1).max()) < 0.05
+    plain = fit_landmarks(fm, seen.landmarks, config)
+    assert float((fm.compute(plain).landmarks - seen.landmarks).norm(dim=-1).mean()) > 0.2
