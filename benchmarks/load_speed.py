@@ -131,8 +131,9 @@ def subject_job(photo_dir: Path, iterations: int | None):
         raise RuntimeError(f"{photo_dir}: photos failed: {failed}")
     reconstructor = Reconstructor(ReconstructOptions(device="cpu"))
     initial = Coeffs.cat([reconstructor.coefficients(photos)])
-    targets = _targets(photos, reconstructor.device)
-    start = aggregate_identity(reconstructor.face_model, initial, targets.landmarks, AggregationConfig())
+    targets = _targets(photos, reconstructor)
+    start = aggregate_identity(reconstructor.face_model, initial, targets.landmarks, AggregationConfig(),
+                               landmark_set=targets.landmark_set)
     start = initial.replace(id=start.id.expand_as(initial.id).clone(), tex=start.tex.expand_as(initial.tex).clone())
     config = FitConfig() if iterations is None else FitConfig().with_total_iterations(iterations)
     return fit_subject(reconstructor.face_model, targets, start, config).iterations

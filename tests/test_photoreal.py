@@ -284,5 +284,5 @@ def test_bad_config_is_refused_with_one_message():
 def test_cli_photo_mode_refuses_bad_probability(tmp_path, capsys):
     from faceset.cli import main
     assert main(["synth", str(tmp_path / "x"), "--realism", "photo", "--occluder-probability", "-0.5"]) == 2
-    assert "occluder_probability must be a probability in [0, 1]" in capsys.readouterr().err
+    assert "--occluder-probability is a probability (0 to 1), got -0.5" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -212,7 +213,9 @@ class PhotoGenerator:
         if rng.random() < cfg.occluder_probability:
             occluder, box = add_occluder(rng, image, landmarks, skin_tone)
         focal_35mm = round(camera.focal * FULL_FRAME_DIAGONAL_MM / np.hypot(camera.width, camera.height))
-        jpeg = self.finish(rng, image, focal_35mm if rng.random() < cfg.exif_probability else None)
+        # Its own generator (seeded by the photo's name): the photo's other draws stay as they were.
+        keeps_exif = np.random.default_rng(zlib.crc32(stem.encode())).random() < cfg.exif_probability
+        jpeg = self.finish(rng, image, focal_35mm if keeps_exif else None)
         return Photo(stem, jpeg, landmarks, camera, angles, trans, exp, occluder, box, lights, ambient)
 
     def render_face(self, rng, subject: Subject, world, angles, trans, camera: PinholeCamera,
