@@ -351,6 +351,7 @@ def table(results: dict[tuple[int, str], dict], args, config: FitConfig, elapsed
         f"embedded model (default resolution), {points}; fit schedule {args.iters or 'default'} steps, "
         f"silhouette weight {config.silhouette_weight}, contrast weight {config.weights.contrast} (blur "
         f"{config.contrast_sigma} px){'; ' + ', '.join(args.set) if args.set else ''}; "
+        f"{'EXIF cameras ignored' if args.no_exif_camera else 'each photo camera from its EXIF where present'}; "
         f"sliding contour points: start {'on' if args.slide_contour else 'off'}, fits "
         f"{'on' if config.slide_contour else 'off'}; "
         f"{'per-image fit given the true ' + ', '.join(args.given) + '; ' if args.given else ''}"
@@ -439,6 +440,8 @@ def main(argv=None) -> int:
                         help="the generator's true 68 points plus --landmark-noise, or the detector's "
                              "(default: truth for --realism model, detector for photo)")
     parser.add_argument("--landmark-noise", type=float, default=1.5, help="crop pixels (default 1.5)")
+    parser.add_argument("--no-exif-camera", action="store_true",
+                        help="ignore the photos' EXIF focal lengths: the original's camera for every photo")
     parser.add_argument("--iters", type=int, default=None, help="total fitting steps (default schedule)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
@@ -476,7 +479,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    reconstructor = Reconstructor(ReconstructOptions(device=args.device, slide_contour=args.slide_contour))
+    reconstructor = Reconstructor(ReconstructOptions(device=args.device, slide_contour=args.slide_contour,
+                                                     exif_focal=not args.no_exif_camera))
     config = fit_config(args)
     encoder = None
     if args.identity != "none":
