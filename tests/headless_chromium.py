@@ -56,7 +56,7 @@ class Browser:
         import websocket  # websocket-client
 
         self.timeout = timeout
-        self.profile = tempfile.TemporaryDirectory(prefix="faceset-chromium-")
+        self.profile = tempfile.TemporaryDirectory(prefix="faceset-chromium-", ignore_cleanup_errors=True)
         self.process = subprocess.Popen(
             [binary, *FLAGS, f"--window-size={width},{height}", "--remote-debugging-port=0",
              f"--user-data-dir={self.profile.name}", "about:blank"],
@@ -201,7 +201,16 @@ class Browser:
                 except subprocess.TimeoutExpired:
                     self.process.kill()
                     self.process.wait()
-            self.profile.cleanup()
+            self._remove_profile()
+
+    def _remove_profile(self) -> None:
+        """Chromium's helper processes may still write into the profile for a moment after
+        the browser exits: retry briefly, then leave what remains to the temp folder."""
+        for _ in range(50):
+            shutil.rmtree(self.profile.name, ignore_errors=True)
+            if not os.path.exists(self.profile.name):
+                return
+            time.sleep(0.1)
 
     def __enter__(self) -> "Browser":
         return self
