@@ -37,11 +37,10 @@ from typing import Optional
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from recon import constants as C
-from recon.crop_camera import crop_intrinsics, exif_focal_35mm, focal_from_35mm, with_intrinsics
+from recon.crop_camera import crop_intrinsics, with_intrinsics
 from recon.face_model import FaceModel
 from recon.models import load_face_model
 from recon.io import write_coeffs_mat, write_npy, write_obj, write_png
@@ -49,7 +48,7 @@ from recon.landmark_fit import LandmarkFitConfig, estimate_lighting, fit_landmar
 from recon.landmark_set import LandmarkSet
 from recon.preprocess.align import PHOTO_SUFFIXES, CropTransform, align_face
 from recon.preprocess.detect import five_points_from_68
-from recon.preprocess.photo import load_photo
+from recon.preprocess.photo import focal_from_35mm, load_photo
 from recon.preprocess.detections import (detection_path_for, landmark_file_for, read_detections,
                                         read_landmark_file)
 from recon.types import Coeffs, FaceGeometry
@@ -227,7 +226,8 @@ class PhotoPreparer:
             landmarks68 = self.detector.landmarks68_from_five(image, five)
         aligned = align_face(image, five)
         to_crop = aligned.transform.to_crop
-        focal = photo_focal_px(path, image.size)
+        # the 35 mm equivalent scales the diagonal, which rotation and downscaling keep in proportion
+        focal = None if photo.focal_35mm is None else focal_from_35mm(photo.focal_35mm, *image.size)
         return PreparedPhoto(path=path, crop=aligned.image,
                              transform=aligned.transform.with_stored(photo.working_to_stored),
                              five_points=aligned.landmarks,
@@ -312,19 +312,6 @@ class Reconstructor:
     @torch.no_grad()
     def render(self, geometry: FaceGeometry):
         return self.renderer.render(geometry, self.face_model.triangles)
-
-
-def photo_focal_px(path: Path, size: tuple[int, int]) -> Optional[float]:
-    """The photo's focal length in pixels of its working image of ``size`` (w, h: rotated
-    upright, maybe downscaled; the 35 mm equivalent scales with the diagonal, which neither
-    changes but in scale) from EXIF, or None (no EXIF, or unreadable: the photo itself is
-    read, and any error reported, by ``load_photo``)."""
-    try:
-        with Image.open(path) as image:
-            focal_35mm = exif_focal_35mm(image)
-    except (OSError, ValueError):
-        return None
-    return None if focal_35mm is None else focal_from_35mm(focal_35mm, *size)
 
 
 def panel_image(photo: PreparedPhoto, rendered: torch.Tensor, mask: torch.Tensor,

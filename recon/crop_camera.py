@@ -32,11 +32,9 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .preprocess.photo import exif_focal_35mm, focal_from_35mm
 from .types import Camera, FaceGeometry
 
-FULL_FRAME_DIAGONAL_MM = float(np.hypot(36.0, 24.0))  # the 35 mm film frame's diagonal
-EXIF_FOCAL_35MM = 0xA405                              # FocalLengthIn35mmFilm (EXIF sub-IFD)
-EXIF_SUB_IFD = 0x8769
 
 
 def default_intrinsics(camera: Camera, count: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -86,26 +84,6 @@ def crop_intrinsics(transform, photo_focal_px: float, principal_point: Optional[
         principal_point = ((transform.w0 - 1) / 2, (transform.h0 - 1) / 2)
     centre = transform.to_crop(np.array([principal_point], dtype=np.float64))[0]
     return np.array([photo_focal_px * transform.s, centre[0], transform.target_size - 1 - centre[1]])
-
-
-def focal_from_35mm(focal_35mm: float, width: int, height: int) -> float:
-    """Photo focal length in pixels from the 35 mm-equivalent focal length (mm): the
-    equivalent scales the frame's diagonal to the 35 mm film frame's."""
-    return float(focal_35mm) * float(np.hypot(width, height)) / FULL_FRAME_DIAGONAL_MM
-
-
-def exif_focal_35mm(image) -> Optional[float]:
-    """The photo's EXIF ``FocalLengthIn35mmFilm`` (mm), or None.
-
-    image: a PIL image as opened (before conversion: ``convert`` drops EXIF).
-    """
-    try:
-        exif = image.getexif()
-        value = exif.get(EXIF_FOCAL_35MM) or exif.get_ifd(EXIF_SUB_IFD).get(EXIF_FOCAL_35MM)
-        value = float(value)
-    except (AttributeError, OSError, TypeError, ValueError):
-        return None
-    return value if np.isfinite(value) and value > 0 else None
 
 
 def exif_focal_px(image) -> Optional[float]:

@@ -30,7 +30,7 @@ from scipy.ndimage import gaussian_filter
 from tqdm import tqdm
 
 from recon import constants as C
-from recon.crop_camera import EXIF_FOCAL_35MM, EXIF_SUB_IFD, FULL_FRAME_DIAGONAL_MM
+from recon.preprocess.photo import EXIF_FOCAL_35MM, EXIF_SUB_IFD, FULL_FRAME_DIAGONAL_MM
 from recon.io import write_atomic, write_coeffs_mat, write_mat
 from recon.preprocess.detections import write_detections
 from recon.standard_landmarks import five_point_template

@@ -19,6 +19,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -38,6 +39,31 @@ TRANSPOSE_METHODS = {2: T.FLIP_LEFT_RIGHT, 3: T.ROTATE_180, 4: T.FLIP_TOP_BOTTOM
                      5: T.TRANSPOSE, 6: T.ROTATE_270, 7: T.TRANSVERSE, 8: T.ROTATE_90}
 
 
+FULL_FRAME_DIAGONAL_MM = float(np.hypot(36.0, 24.0))  # the 35 mm film frame's diagonal
+EXIF_FOCAL_35MM = 0xA405                              # FocalLengthIn35mmFilm (EXIF sub-IFD)
+EXIF_SUB_IFD = 0x8769
+
+
+def focal_from_35mm(focal_35mm: float, width: int, height: int) -> float:
+    """Photo focal length in pixels from the 35 mm-equivalent focal length (mm): the
+    equivalent scales the frame's diagonal to the 35 mm film frame's."""
+    return float(focal_35mm) * float(np.hypot(width, height)) / FULL_FRAME_DIAGONAL_MM
+
+
+def exif_focal_35mm(image) -> Optional[float]:
+    """The photo's EXIF ``FocalLengthIn35mmFilm`` (mm), or None.
+
+    image: a PIL image as opened (before conversion: ``convert`` drops EXIF).
+    """
+    try:
+        exif = image.getexif()
+        value = exif.get(EXIF_FOCAL_35MM) or exif.get_ifd(EXIF_SUB_IFD).get(EXIF_FOCAL_35MM)
+        value = float(value)
+    except (AttributeError, OSError, TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) and value > 0 else None
+
+
 @dataclass
 class LoadedPhoto:
     """The working image of a photo file and how its pixels relate to the stored ones.
@@ -45,7 +71,8 @@ class LoadedPhoto:
     image: PIL RGB working image; stored_size: (w, h) of the file's pixels;
     orientation: the EXIF orientation applied (1 = none); working_to_stored: (3, 3)
     float64 affine matrix, homogeneous y-down working pixels -> stored pixels;
-    notes: one line per conversion made.
+    notes: one line per conversion made; focal_35mm: the EXIF 35 mm-equivalent focal
+    length (mm), or None.
     """
 
     path: Path
@@ -54,6 +81,7 @@ class LoadedPhoto:
     orientation: int
     working_to_stored: np.ndarray
     notes: list[str] = field(default_factory=list)
+    focal_35mm: Optional[float] = None
 
     def stored_to_working(self, points: np.ndarray) -> np.ndarray:
         """(K, 2) stored-pixel points -> (K, 2) float64 working-image points."""
@@ -108,6 +136,7 @@ def load_photo(path: str | os.PathLike, max_side: int = MAX_WORKING_SIDE) -> Loa
 def _working_image(path: Path, image: Image.Image, max_side: int) -> LoadedPhoto:
     stored_size = image.size
     orientation = _orientation(image)
+    focal_35mm = exif_focal_35mm(image)
     notes: list[str] = []
     if image.format == "JPEG" and max(stored_size) > max_side:
         # Decode at 1/2, 1/4 or 1/8 size directly (DCT scaling): no full-size pixels in memory.
@@ -128,7 +157,7 @@ def _working_image(path: Path, image: Image.Image, max_side: int) -> LoadedPhoto
         notes.append(f"EXIF orientation {orientation} applied ({ORIENTATION_NAMES[orientation]})")
     working_to_stored = np.linalg.inv(upright @ scaled)
     return LoadedPhoto(path=path, image=rgb, stored_size=stored_size, orientation=orientation,
-                       working_to_stored=working_to_stored, notes=notes)
+                       working_to_stored=working_to_stored, notes=notes, focal_35mm=focal_35mm)
 
 
 def _orientation(image: Image.Image) -> int:
