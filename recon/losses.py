@@ -226,7 +226,7 @@ def set_landmark_weights(landmark_set: LandmarkSet, device=None, dtype=torch.flo
 
 def landmark_loss(pred: torch.Tensor, target: torch.Tensor, reduction: str = "batch",
                   visibility: Optional[torch.Tensor] = None, weights: Optional[torch.Tensor] = None,
-                  normaliser: Optional[float] = None) -> torch.Tensor:
+                  normaliser: Optional[float] = None, robust_scale: Optional[float] = None) -> torch.Tensor:
     """L = sum_b sum_i w_i ||p_i - q_i||^2 / (B * n) (SPEC 5 for the 68 iBUG points).
 
     pred, target: (B, P, 2) pixels of the 224 crop (same convention for both).
@@ -234,7 +234,12 @@ def landmark_loss(pred: torch.Tensor, target: torch.Tensor, reduction: str = "ba
     detector marked as occluded); the normaliser stays, as the original's 68.
     weights (P,) and normaliser n: a landmark set's (``set_landmark_weights``); without
     them P must be 68 and the original's weights and n = 68 apply.
-    Returns a 0-d tensor or (B,) (per image: sum_i w_i ||.||^2 / n).
+    robust_scale: None for the squared distance (the original's); a scale s in pixels
+        replaces each point's d^2 by the Cauchy penalty s^2 log(1 + d^2 / s^2), equal to
+        d^2 for d << s, growing only logarithmically for d >> s, so that points a detector
+        misplaced (occluders, hair, a beard, its own prior filling in the hidden side)
+        stop dragging the shape.
+    Returns a 0-d tensor or (B,) (per image: sum_i w_i rho(||.||) / n).
     """
     _check_reduction(reduction)
     if pred.shape != target.shape or pred.ndim != 3 or pred.shape[-1] != 2:
@@ -249,7 +254,10 @@ def landmark_loss(pred: torch.Tensor, target: torch.Tensor, reduction: str = "ba
         raise ValueError(f"landmark visibility must be {tuple(pred.shape[:2])}, got {tuple(visibility.shape)}")
     weights = weights.to(pred)
     weights = weights.expand(pred.shape[:2]) if visibility is None else weights * visibility
-    per_image = (weights * ((pred - target) ** 2).sum(-1)).sum(1) / normaliser
+    squared = ((pred - target) ** 2).sum(-1)
+    if robust_scale is not None:
+        squared = robust_scale ** 2 * torch.log1p(squared / robust_scale ** 2)
+    per_image = (weights * squared).sum(1) / normaliser
     return per_image.mean() if reduction == "batch" else per_image
 
 

@@ -88,6 +88,26 @@ def test_landmark_loss_weights_and_normaliser():
     assert float(L.landmark_loss(torch.tensor(p), torch.tensor(q), visibility=vis)) == pytest.approx(ref_vis)
 
 
+def test_robust_landmark_loss_is_the_cauchy_penalty():
+    rng = _rng(7)
+    p, q = rng.normal(size=(2, 68, 2)) * 4, rng.normal(size=(2, 68, 2)) * 4
+    w = L.landmark_weights(68, None, torch.float64).numpy()
+    scale = 3.0
+    squared = ((p - q) ** 2).sum(-1)
+    ref = (w * scale ** 2 * np.log1p(squared / scale ** 2)).sum(-1) / 68
+    got = L.landmark_loss(torch.tensor(p), torch.tensor(q), reduction="none", robust_scale=scale)
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-12)
+    # Small residuals cost what the squared distance costs; one point 100 px off costs
+    # about 2 log(100 / s) s^2 instead of 10^4.
+    near = L.landmark_loss(torch.tensor(p) * 1e-3, torch.tensor(q) * 1e-3, robust_scale=scale)
+    assert float(near) == pytest.approx(float(L.landmark_loss(torch.tensor(p) * 1e-3, torch.tensor(q) * 1e-3)),
+                                        rel=1e-5)
+    far = torch.zeros(1, 68, 2, dtype=torch.float64)
+    far[0, 0, 0] = 100.0
+    cost = float(L.landmark_loss(far, torch.zeros_like(far), robust_scale=scale)) * 68
+    assert cost == pytest.approx(scale ** 2 * np.log1p(100.0 ** 2 / scale ** 2))
+
+
 def test_regularizer_gamma_reflectance_identity():
     rng = _rng(2)
     idc, exp, tex = (torch.tensor(rng.normal(size=(2, k))) for k in (80, 64, 80))
