@@ -200,11 +200,12 @@ def _without_outliers(attention: torch.Tensor, level: _Level) -> torch.Tensor:
 
 
 def _photometric(config: FitConfig, rendered, front: torch.Tensor, level: _Level) -> torch.Tensor:
-    attention = L.photo_attention(front, level.skin)
+    # The outlier mask drops interior pixels the model cannot explain; the silhouette band
+    # stays whole: a large residual there is the misplaced outline the band exists to see.
+    attention = _without_outliers(L.photo_attention(front, level.skin), level)
     if config.silhouette_weight is not None:
         coverage = (rendered.rast[..., 3:4] > 0).permute(0, 3, 1, 2).to(attention.dtype)
         attention = torch.maximum(attention, config.silhouette_weight * L.silhouette_band(coverage))
-    attention = _without_outliers(attention, level)
     if config.robust_scale is None:
         return L.photometric_loss(rendered.image, level.images, attention, reduction="none")
     return L.robust_photometric_loss(rendered.image, level.images, attention,
@@ -249,6 +250,7 @@ class _LandmarkTerm:
     weights: torch.Tensor
     normaliser: float
     paths: Optional[ContourPaths]
+    robust_scale: Optional[float] = None
 
     @classmethod
     def of(cls, face_model, targets: FitTargets, config: FitConfig) -> "_LandmarkTerm":
@@ -256,7 +258,7 @@ class _LandmarkTerm:
         landmark_set = (targets.landmark_set or LandmarkSet.ibug68(face_model.landmark_ids)).to(device)
         weights, normaliser = L.set_landmark_weights(landmark_set, device)
         paths = ContourPaths.build(landmark_set, face_model) if config.slide_contour else None
-        return cls(landmark_set, weights, normaliser, paths)
+        return cls(landmark_set, weights, normaliser, paths, config.landmark_robust_scale)
 
     def __call__(self, face_model, geometry, coeffs: Coeffs, targets: FitTargets) -> torch.Tensor:
         """Per-image term (M,): the set's points (contour points re-picked on the current
@@ -265,7 +267,7 @@ class _LandmarkTerm:
                              rotation_matrix(coeffs.angle), face_model.camera)
         return L.landmark_loss(points, targets.landmarks, reduction="none",
                                visibility=targets.landmark_visibility, weights=self.weights,
-                               normaliser=self.normaliser)
+                               normaliser=self.normaliser, robust_scale=self.robust_scale)
 
 
 def _loss_terms(face_model, params: _Parameters, targets: FitTargets, level: _Level,
