@@ -30,6 +30,13 @@ class Coeffs:
     deviations; angle (B, 3): Euler angles x, y, z in radians (R = Rz Ry Rx);
     gamma (B, 27): SH lighting, channel-major (9 R, 9 G, 9 B), without the 0.8 DC offset;
     trans (B, 3): translation in model units.
+
+    Examples:
+        >>> coeffs = Coeffs.zeros(2)                 # the original's BFM09 sizes
+        >>> coeffs.to_vector().shape
+        torch.Size([2, 257])
+        >>> coeffs[1].batch_size, coeffs.sizes()["exp"]
+        (1, 64)
     """
 
     id: torch.Tensor
@@ -96,6 +103,40 @@ class Coeffs:
     def to_numpy_dict(self) -> dict:
         return {g: getattr(self, g).detach().cpu().float().numpy() for g in self.GROUPS}
 
+    @classmethod
+    def from_numpy_dict(cls, values: dict, dtype: torch.dtype = torch.float32,
+                        device: torch.device | str = "cpu") -> "Coeffs":
+        """Coeffs from a group name -> array mapping (e.g. ``recon.io.read_coeffs_mat``).
+
+        values: every group of ``GROUPS`` as a (K,) array (one item: batch 1) or (B, K);
+        other keys (``lm68``) are ignored. The arrays are copied into ``dtype`` tensors.
+
+        Examples:
+            >>> import numpy as np
+            >>> values = {g: np.zeros(n) for g, n in Coeffs.sizes_for(80, 64, 80).items()}
+            >>> Coeffs.from_numpy_dict(values).gamma.shape
+            torch.Size([1, 27])
+        """
+        missing = [g for g in cls.GROUPS if g not in values]
+        if missing:
+            raise ValueError(f"coefficient group(s) missing: {', '.join(missing)}")
+        tensors = {g: torch.tensor(values[g], dtype=dtype, device=device) for g in cls.GROUPS}
+        return cls(**{g: t[None] if t.ndim == 1 else t for g, t in tensors.items()})
+
+    def neutral(self) -> "Coeffs":
+        """The same identity and albedo with expression, pose and lighting zero: the
+        canonical (unposed, neutral-expression) face of each batch item. Sizes, dtype and
+        device are kept; id and tex are copies.
+
+        Examples:
+            >>> coeffs = Coeffs.zeros(1).replace(exp=torch.ones(1, 64), id=torch.ones(1, 80))
+            >>> neutral = coeffs.neutral()
+            >>> float(neutral.exp.abs().sum()), float(neutral.id.sum())
+            (0.0, 80.0)
+        """
+        zero = {g: torch.zeros_like(getattr(self, g)) for g in ("exp", "angle", "gamma", "trans")}
+        return self.replace(id=self.id.clone(), tex=self.tex.clone(), **zero)
+
 
 @dataclass(frozen=True)
 class Camera:
@@ -129,6 +170,23 @@ class Camera:
         return cls(focal_x=float(K[0, 0]), focal_y=float(K[1, 1]), center_x=float(K[0, 2]),
                    center_y=float(height - 1 - K[1, 2]), distance=distance,
                    width=width, height=height)
+
+    def scaled(self, scale: float) -> "Camera":
+        """The camera of an image resized by ``scale`` (e.g. a pyramid level): focal lengths,
+        principal point and size times ``scale``, the size rounded and at least 1 pixel.
+
+        With the rasterizer's pixel-centre convention, a render with this camera equals the
+        area-downsampled full-size render (for integer 1/scale).
+
+        Examples:
+            >>> half = Camera().scaled(0.5)
+            >>> half.focal_x, half.center_x, half.width, half.distance
+            (507.5, 56.0, 112, 10.0)
+        """
+        return dataclasses.replace(
+            self, focal_x=self.focal_x * scale, focal_y=self.focal_y * scale,
+            center_x=self.center_x * scale, center_y=self.center_y * scale,
+            width=max(1, round(self.width * scale)), height=max(1, round(self.height * scale)))
 
     def to_camera_space(self, world: torch.Tensor) -> torch.Tensor:
         """(..., 3) world points -> camera space with z = distance - z_world (positive depth)."""

@@ -8,14 +8,14 @@ from dataclasses import replace
 import pytest
 import torch
 
-from fitting import FitConfig, FitTargets, fit_images, fit_subject, scaled_camera
+from fitting import FitConfig, FitTargets, fit_images, fit_subject
 from recon.face_model import FaceModel
 from recon.losses import LossWeights
 from recon.models.procedural import build_embedded_model
 from recon.render import MeshRenderer
 from recon.types import Camera, Coeffs
 
-SMALL_CAMERA = scaled_camera(Camera(), 0.5)
+SMALL_CAMERA = Camera().scaled(0.5)
 
 
 @pytest.fixture(scope="module")
