@@ -73,3 +73,7 @@ FLIP_PERM_68 = (
     18, 17, 27, 28, 29, 30, 35, 34, 33, 32, 31, 45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40,
     54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55, 64, 63, 62, 61, 60, 67, 66, 65,
 )
+
+# Rasterizer backends of recon.render, by the name every option and CLI flag uses
+# ("auto": nvdiffrast on CUDA when installed, else the built-in torch backend).
+RENDERER_BACKENDS = ("auto", "torch", "nvdiffrast", "pytorch3d")
