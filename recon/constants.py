@@ -9,6 +9,8 @@ BFM_TEX_DIM = 80         # albedo PCA coefficients
 ANGLE_DIM = 3            # Euler angles x, y, z in radians
 GAMMA_DIM = 27           # SH lighting, 3 channels x 9, channel-major
 TRANS_DIM = 3            # translation in decimetres
+# The groups in the order of the 257-vector (and the keys of the original's .mat files).
+COEFF_GROUPS = ("id", "exp", "tex", "angle", "gamma", "trans")
 
 # Camera [SPEC 3].
 FOCAL = 1015.0           # focal length in pixels of the 224 crop
@@ -55,6 +57,8 @@ TEMPLATE_5PT = (
     (-0.252169, -0.381339, 0.224057),
     (0.248466, -0.381282, 0.222358),
 )
+
+ARCFACE_SIZE = 112      # side of the aligned ArcFace input (and of its 5-point template's frame)
 
 # ArcFace 112x112 5-point target, x, y-down pixels [SPEC 6.4].
 ARCFACE_TEMPLATE_112 = (

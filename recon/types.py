@@ -46,7 +46,7 @@ class Coeffs:
     gamma: torch.Tensor
     trans: torch.Tensor
 
-    GROUPS = ("id", "exp", "tex", "angle", "gamma", "trans")
+    GROUPS = C.COEFF_GROUPS
 
     @staticmethod
     def sizes_for(n_id: int = C.BFM_ID_DIM, n_exp: int = C.BFM_EXP_DIM,
