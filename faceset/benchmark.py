@@ -83,7 +83,7 @@ class BenchmarkOptions:
     the first N of each (None: all)."""
 
     device: str = "auto"
-    backend: str = "auto"
+    renderer_backend: str = "auto"
     checkpoint: Optional[Path] = None
     bfm: Optional[Path] = None
     iterations: Optional[int] = None
@@ -228,7 +228,7 @@ class Benchmark:
         from faceset.pipeline import ReconstructOptions
 
         return ReconstructOptions(checkpoint=checkpoint, bfm=self.options.bfm, device=self.options.device,
-                                  backend=self.options.backend, overwrite=True)
+                                  renderer_backend=self.options.renderer_backend, overwrite=True)
 
     def reconstructor(self):
         """The landmark-initialiser reconstructor, built once (model, renderer)."""

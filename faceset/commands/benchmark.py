@@ -19,7 +19,9 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from faceset.benchmark import METHODS, QUICK_ITERATIONS, QUICK_PHOTOS, QUICK_SUBJECTS
+    from faceset.benchmark import (METHODS, QUICK_ITERATIONS, QUICK_PHOTOS, QUICK_SUBJECTS,
+                                   BenchmarkOptions)
+    from faceset.commands.reconstruct import add_renderer_backend_option
 
     parser = subparsers.add_parser(
         "benchmark", help="run pipelines on a NoW-layout dataset and score each (NoW protocol)",
@@ -38,8 +40,7 @@ def register(subparsers) -> None:
     parser.add_argument("--checkpoint", type=Path, default=None, help="R-Net weights for the rnet method")
     parser.add_argument("--bfm", type=Path, default=None, help="BFM folder (default: the embedded model)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    parser.add_argument("--renderer", default="auto", choices=("auto", "torch", "nvdiffrast", "pytorch3d"),
-                        help="renderer backend (default auto)")
+    add_renderer_backend_option(parser, BenchmarkOptions.renderer_backend)
     parser.add_argument("--iters", type=int, default=None,
                         help="fitting steps for fit and subject (default: the fit's schedule)")
     parser.add_argument("--subjects", type=int, default=None, help="only the first N subjects")
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         methods = [m for m in METHODS if m != "rnet" or args.checkpoint is not None]
     else:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    options = BenchmarkOptions(device=args.device, backend=args.renderer, checkpoint=args.checkpoint,
+    options = BenchmarkOptions(device=args.device, renderer_backend=args.renderer_backend, checkpoint=args.checkpoint,
                                bfm=args.bfm, iterations=args.iters, subjects=args.subjects,
                                photos=args.photos, show_progress=not args.quiet)
     if args.quick:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
+    from faceset.commands.reconstruct import add_renderer_backend_option
+
     parser = subparsers.add_parser(
         "train", help="train R-Net on photo folders with the original's hybrid loss",
         description="Train the coefficient regressor on photo folders whose photos have "
@@ -37,9 +39,7 @@ def register(subparsers) -> None:
     parser.add_argument("--bfm", type=Path, default=None,
                         help="BFM folder or BFM_model_front.mat; default: the embedded model")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    parser.add_argument("--renderer", default="auto",
-                        choices=("auto", "torch", "nvdiffrast", "pytorch3d"),
-                        help="rasterizer backend (default: nvdiffrast on CUDA when installed)")
+    add_renderer_backend_option(parser, "auto")
     parser.add_argument("--identity", default="dlib", choices=("dlib", "arcface", "none"),
                         help="network of the identity-feature loss (default dlib, offline; "
                              "arcface is the original's)")
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, lr=args.lr, lr_decay_epochs=args.lr_decay_epochs,
         arch=args.arch, augment=args.augment, weights=LossWeights(), identity=args.identity,
         arcface=args.arcface, bfm=args.bfm, init=args.init, device=args.device,
-        renderer=args.renderer, workers=args.workers, seed=args.seed,
+        renderer_backend=args.renderer_backend, workers=args.workers, seed=args.seed,
         log_every=args.log_every, max_iters_per_epoch=args.max_iters, val_dirs=list(args.val))
     try:
         result = train(config, progress=args.progress)

@@ -45,7 +45,7 @@ class TrainConfig:
     bfm: Optional[Path] = None
     init: Optional[Path] = None
     device: str = "auto"
-    renderer: str = "auto"
+    renderer_backend: str = "auto"   # recon.render backend name (see recon.constants.RENDERER_BACKENDS)
     workers: int = 4
     seed: int = 0
     log_every: int = 100
