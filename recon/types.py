@@ -15,15 +15,42 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, fields
-from typing import Optional
+from typing import Callable, Optional, TypeVar
 
 import torch
 
 from . import constants as C
 
+Batch = TypeVar("Batch", bound="TensorBatch")
+
+
+class TensorBatch:
+    """What the dataclasses of batch-first tensors share (``Coeffs``, ``FaceGeometry``,
+    ``recon.render.RenderOutput``): every field is a tensor with the batch first."""
+
+    @property
+    def batch_size(self) -> int:
+        return getattr(self, fields(self)[0].name).shape[0]
+
+    def map(self: Batch, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
+        """Apply ``fn`` to every field (e.g. ``lambda t: t.to(device)``)."""
+        return type(self)(**{f.name: fn(getattr(self, f.name)) for f in fields(self)})
+
+    def __getitem__(self: Batch, index) -> Batch:
+        """Select batch items; an int keeps the batch dimension."""
+        if isinstance(index, int):
+            index = slice(index, index + 1)
+        return self.map(lambda t: t[index])
+
+    def detach(self: Batch) -> Batch:
+        return self.map(torch.Tensor.detach)
+
+    def to(self: Batch, device: torch.device | str) -> Batch:
+        return self.map(lambda t: t.to(device))
+
 
 @dataclass
-class Coeffs:
+class Coeffs(TensorBatch):
     """Named coefficient groups of a batch; every field is (B, K) float.
 
     id (B, n_id), exp (B, n_exp), tex (B, n_tex): PCA coefficients in units of standard
@@ -79,22 +106,8 @@ class Coeffs:
     def sizes(self) -> dict[str, int]:
         return {g: getattr(self, g).shape[1] for g in self.GROUPS}
 
-    @property
-    def batch_size(self) -> int:
-        return self.id.shape[0]
-
     def replace(self, **changes: torch.Tensor) -> "Coeffs":
         return dataclasses.replace(self, **changes)
-
-    def map(self, fn) -> "Coeffs":
-        """Apply ``fn`` to every group tensor (e.g. ``lambda t: t.to(device)``)."""
-        return Coeffs(**{g: fn(getattr(self, g)) for g in self.GROUPS})
-
-    def __getitem__(self, index) -> "Coeffs":
-        """Select batch items; an int keeps the batch dimension."""
-        if isinstance(index, int):
-            index = slice(index, index + 1)
-        return self.map(lambda t: t[index])
 
     @classmethod
     def cat(cls, items: list["Coeffs"]) -> "Coeffs":
@@ -207,7 +220,7 @@ class Camera:
 
 
 @dataclass
-class FaceGeometry:
+class FaceGeometry(TensorBatch):
     """What the face model computes from Coeffs (all batch-first, N vertices).
 
     canonical (B,N,3): identity+expression shape before pose, model units, world axes;
@@ -224,12 +237,3 @@ class FaceGeometry:
     albedo: torch.Tensor
     color: torch.Tensor
     landmarks: torch.Tensor
-
-    @property
-    def batch_size(self) -> int:
-        return self.world.shape[0]
-
-    def __getitem__(self, index) -> "FaceGeometry":
-        if isinstance(index, int):
-            index = slice(index, index + 1)
-        return FaceGeometry(**{f.name: getattr(self, f.name)[index] for f in fields(self)})

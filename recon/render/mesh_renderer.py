@@ -12,19 +12,19 @@ Differences from the original (SPEC 4, 12):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Callable, Optional
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
-from ..types import Camera, FaceGeometry
+from ..types import Camera, FaceGeometry, TensorBatch
 from .backends import get_rasterizer
 from .base import Rasterizer
 from .projection import clip_space
 
 
 @dataclass
-class RenderOutput:
+class RenderOutput(TensorBatch):
     """Rendered images of a batch (channels first, row 0 at the top, background 0 unless
     one is given).
 
@@ -53,26 +53,6 @@ class RenderOutput:
     image: torch.Tensor
     depth: torch.Tensor
     rast: torch.Tensor
-
-    @property
-    def batch_size(self) -> int:
-        return self.mask.shape[0]
-
-    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "RenderOutput":
-        """Apply ``fn`` to every tensor (e.g. ``lambda t: t.cpu()``)."""
-        return RenderOutput(**{f.name: fn(getattr(self, f.name)) for f in fields(self)})
-
-    def __getitem__(self, index) -> "RenderOutput":
-        """Select batch items; an int keeps the batch dimension."""
-        if isinstance(index, int):
-            index = slice(index, index + 1)
-        return self.map(lambda t: t[index])
-
-    def detach(self) -> "RenderOutput":
-        return self.map(torch.Tensor.detach)
-
-    def to(self, device: torch.device | str) -> "RenderOutput":
-        return self.map(lambda t: t.to(device))
 
 
 class MeshRenderer:
