@@ -1,5 +1,7 @@
-"""The options of the per-image job, free of torch so that the CLI can take its defaults from
-them before torch loads (``recon.threads`` must run first). ``faceset.pipeline`` re-exports."""
+"""The options of the per-image job and of ``faceset benchmark``, free of torch so that the
+CLI takes its defaults from them before torch loads (``recon.threads`` must run first:
+OpenMP reads its wait policy when torch loads). ``faceset.pipeline`` and
+``faceset.benchmark`` re-export them."""
 
 from __future__ import annotations
 
@@ -36,3 +38,25 @@ class ReconstructOptions:
     landmarks: str = "auto"
     slide_contour: bool = False
     exif_focal: bool = True
+
+
+# ``faceset benchmark``: its methods, and what --quick runs (a tiny set, a short fit).
+METHODS = ("mean-face", "landmarks", "rnet", "fit", "subject", "aggregate-mean",
+           "aggregate-confidence")
+QUICK_SUBJECTS, QUICK_PHOTOS, QUICK_ITERATIONS = 2, 3, 12
+
+
+@dataclass
+class BenchmarkOptions:
+    """device, renderer backend, R-Net checkpoint and BFM folder (as ``reconstruct``);
+    iterations: fitting steps (None: the default schedule); subjects / photos: keep only
+    the first N of each (None: all)."""
+
+    device: str = "auto"
+    renderer_backend: str = "auto"
+    checkpoint: Optional[Path] = None
+    bfm: Optional[Path] = None
+    iterations: Optional[int] = None
+    subjects: Optional[int] = None
+    photos: Optional[int] = None
+    show_progress: bool = True
