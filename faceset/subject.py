@@ -6,14 +6,15 @@ aggregate one identity (``aggregation``), fit it jointly with per-image expressi
 and light (``fitting.fit_subject``), and write:
 
 - per photo, everything ``faceset reconstruct`` writes (``<stem>.obj/.mat/.png``,
-  ``<stem>_canonical.obj``, ``<stem>_transform.json``) from the fitted coefficients;
-- ``subject.obj``: the neutral canonical mesh with albedo vertex colours (and, when the
+  ``<stem>_canonical.obj``, ``<stem>_transform.json``) from the fitted coefficients
+  (``faceset.pipeline.write_photo_outputs`` of each photo's ``Reconstruction``);
+- (``faceset.subject_export``) ``subject.obj``: the neutral canonical mesh with albedo vertex colours (and, when the
   model has UVs, ``vt`` lines, ``subject.mtl`` and the baked albedo ``subject_texture.png``);
 - ``subject.mat``: the fused coefficients (id, tex; exp, pose and light zero) as the
   original's ``.mat`` keys;
 - ``subject.glb`` (metres, textured) and ``subject.ply`` (model units, vertex colours);
-- ``fit_report.json``, ``fit_losses.png`` (loss curves) and ``fit_overlays.png`` (per
-  photo: crop | start | fitted);
+- (``faceset.fit_report``) ``fit_report.json``, ``fit_losses.png`` (loss curves) and
+  ``fit_overlays.png`` (per photo: crop | start | fitted);
 - ``report.html``: a static page (no server, no network) with each photo's crop, overlay
   and landmarks, the loss curves and the mesh in an interactive 3D viewer (``faceset.report``).
 
@@ -28,6 +29,8 @@ be read or holds unusable coefficients (NaN, wrong sizes) is reported and that p
 starts from scratch. Ctrl-C stops cleanly (``faceset.errors.Interrupted``): no output is
 written, the coefficients reached are kept in ``fit_interrupted.pt`` (``FitState``) and the
 re-run continues the fit from there (removing the file once the outputs are written).
+The command-line side (options from the parsed arguments, the printed summary) is
+``faceset.commands.fit_job``.
 """
 
 from __future__ import annotations
