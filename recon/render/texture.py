@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .torch_backend import interpolate, rasterize
+from .backends import get_rasterizer
 
 SEAM_DILATION_PASSES = 4  # texel rings filled around the covered area (bilinear lookups at seams)
 
@@ -37,8 +37,9 @@ def bake_texture(uvs: torch.Tensor, triangles: torch.Tensor, colors: torch.Tenso
     clip = torch.stack([2 * uvs[:, 0] - 1, 1 - 2 * uvs[:, 1], torch.zeros_like(uvs[:, 0]),
                         torch.ones_like(uvs[:, 0])], dim=-1)[None]
     triangles = triangles.to(colors.device)
-    rast = rasterize(clip, triangles, (size, size))
-    image = interpolate(colors[None], rast, triangles)[0]
+    rasterizer = get_rasterizer("torch", colors.device)
+    rast = rasterizer.rasterize(clip, triangles, (size, size))
+    image = rasterizer.interpolate(colors[None], rast, triangles)[0]
     return dilate(image, rast[0, ..., 3] > 0, dilation_passes)
 
 
