@@ -139,7 +139,8 @@ class Coeffs(TensorBatch):
     def neutral(self) -> "Coeffs":
         """The same identity and albedo with expression, pose and lighting zero: the
         canonical (unposed, neutral-expression) face of each batch item. Sizes, dtype and
-        device are kept; id and tex are copies.
+        device are kept; id and tex are the same tensors (not copies: a copy may change
+        their memory layout, and with it the last bit of a matrix product).
 
         Examples:
             >>> coeffs = Coeffs.zeros(1).replace(exp=torch.ones(1, 64), id=torch.ones(1, 80))
@@ -148,7 +149,7 @@ class Coeffs(TensorBatch):
             (0.0, 80.0)
         """
         zero = {g: torch.zeros_like(getattr(self, g)) for g in ("exp", "angle", "gamma", "trans")}
-        return self.replace(id=self.id.clone(), tex=self.tex.clone(), **zero)
+        return self.replace(**zero)
 
 
 @dataclass(frozen=True)
