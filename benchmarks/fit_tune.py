@@ -140,7 +140,7 @@ def score(args, reconstructor: Reconstructor) -> None:
 
 def real(args, reconstructor: Reconstructor) -> None:
     """Per-image fits of the real photos: landmark RMSE against the detector, before / after."""
-    from faceset.subject import _landmark_rmse
+    from faceset.fit_report import landmark_rmse
     config = fit_eval.with_settings(FitConfig(), args.set)
     face_model = reconstructor.face_model
     photo_only = args.cache / "real_photos"
@@ -162,7 +162,7 @@ def real(args, reconstructor: Reconstructor) -> None:
             with torch.no_grad():
                 geometry = with_intrinsics(face_model.compute(coeffs), face_model.camera,
                                            face_model.landmark_ids, intrinsics)
-            return float(np.mean(_landmark_rmse(face_model, geometry, points, landmark_set)))
+            return float(np.mean(landmark_rmse(face_model, geometry, points, landmark_set)))
 
         before, after = rmse(init), rmse(fitted)
         print(f"{label}: {len(photos)} photos ({len(failed)} failed), landmark RMSE {before:.2f} -> "

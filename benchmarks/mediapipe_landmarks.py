@@ -31,6 +31,7 @@ from PIL import Image
 from recon import dense_correspondence as dc
 from recon.face_model import FaceModel
 from recon.models.procedural import DEFAULT_RESOLUTION, build_embedded_model
+from recon.preprocess.align import PHOTO_SUFFIXES
 from recon.preprocess.detect import LandmarkDetector
 from recon.preprocess.mediapipe_detect import MediaPipeDetector
 
@@ -132,7 +133,7 @@ def main() -> None:
                         help="also build and check embedded models of these resolutions")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "mediapipe.md")
     args = parser.parse_args()
-    photos = sorted(p for p in args.examples.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    photos = sorted(p for p in args.examples.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
     lines = ["# mediapipe dense landmarks", "",
              "Made by `PYTHONPATH=. python benchmarks/mediapipe_landmarks.py --examples EXAMPLES "
              + (f"--resolution {' '.join(map(str, args.resolution))}" if args.resolution else "") + "`", ""]

@@ -44,13 +44,12 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from faceset.options import (METHODS, QUICK_ITERATIONS, QUICK_PHOTOS,  # noqa: F401 (re-exported)
+                             QUICK_SUBJECTS, BenchmarkOptions)
 from recon import constants as C
 
-METHODS = ("mean-face", "landmarks", "rnet", "fit", "subject", "aggregate-mean",
-           "aggregate-confidence")
 GENERATED_CHALLENGE = "generated"
 IMAGE_ROOTS = ("iphone_pictures", "final_release_version/iphone_pictures", ".")
-QUICK_SUBJECTS, QUICK_PHOTOS, QUICK_ITERATIONS = 2, 3, 12  # --quick: a tiny set, a short fit
 
 
 @dataclass(frozen=True)
@@ -74,22 +73,6 @@ class BenchmarkPhoto:
     @property
     def entry(self) -> str:
         return f"{self.subject}/{self.challenge}/{self.filename}"
-
-
-@dataclass
-class BenchmarkOptions:
-    """device, renderer backend, R-Net checkpoint and BFM folder (as ``reconstruct``);
-    iterations: fitting steps (None: the default schedule); subjects / photos: keep only
-    the first N of each (None: all)."""
-
-    device: str = "auto"
-    backend: str = "auto"
-    checkpoint: Optional[Path] = None
-    bfm: Optional[Path] = None
-    iterations: Optional[int] = None
-    subjects: Optional[int] = None
-    photos: Optional[int] = None
-    show_progress: bool = True
 
 
 @dataclass
@@ -228,7 +211,7 @@ class Benchmark:
         from faceset.pipeline import ReconstructOptions
 
         return ReconstructOptions(checkpoint=checkpoint, bfm=self.options.bfm, device=self.options.device,
-                                  backend=self.options.backend, overwrite=True)
+                                  renderer_backend=self.options.renderer_backend, overwrite=True)
 
     def reconstructor(self):
         """The landmark-initialiser reconstructor, built once (model, renderer)."""

@@ -24,13 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"faceset.commands.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"faceset.commands.{name}":
-                raise
-            continue  # a command still being written is simply absent
-        module.register(subparsers)
+        importlib.import_module(f"faceset.commands.{name}").register(subparsers)
     accept_global_options_after_command(parser, subparsers)
     return parser
 

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from faceset.options import DETECTORS, ReconstructOptions
 from recon import constants as C
 from recon.crop_camera import crop_intrinsics, with_intrinsics
 from recon.face_model import FaceModel
@@ -51,28 +52,12 @@ from recon.preprocess.detect import five_points_from_68
 from recon.preprocess.photo import focal_from_35mm, load_photo
 from recon.preprocess.detections import (detection_path_for, landmark_file_for, read_detections,
                                         read_landmark_file)
+from recon.render import MeshRenderer, RenderOutput
 from recon.types import Coeffs, FaceGeometry
 
-DETECTORS = ("mediapipe", "dlib", "insightface")
 OUTPUT_SUFFIXES = (".obj", ".mat", "_canonical.obj", "_canonical_lmk7.npy", "_transform.json", ".png")
 DETECTION_COLOR = (0, 0, 255)     # the original draws the input 5 points in blue
 LANDMARK_COLOR = (255, 0, 0)      # and the predicted 68 in red
-
-
-@dataclass
-class ReconstructOptions:
-    checkpoint: Optional[Path] = None   # the original's epoch_20.pth; None: landmark fit
-    bfm: Optional[Path] = None          # BFM folder or BFM_model_front.mat; None: embedded
-    device: str = "auto"
-    batch_size: int = 8
-    overwrite: bool = False
-    backend: str = "auto"               # renderer backend
-    arch: str = "resnet50"
-    face_index: int = 0                 # with several faces: 0 = the largest, 1 = next...
-    detector: str = "mediapipe"         # or "dlib", or "insightface" (optional extra, downloads models)
-    landmarks: str = "auto"             # "auto": mediapipe's 478 points where every photo has them, else 68; "68"
-    slide_contour: bool = False         # the initialiser's contour points slide along the silhouette
-    exif_focal: bool = True             # each photo's camera from its EXIF focal length where present
 
 
 @dataclass
@@ -261,8 +246,7 @@ class Reconstructor:
             from recon.rnet import load_checkpoint
             self.rnet = load_checkpoint(options.checkpoint, options.arch,
                                         sizes=self.face_model.coeff_sizes).to(self.device)
-        from recon.render import MeshRenderer
-        self.renderer = MeshRenderer(self.face_model.camera, backend=options.backend)
+        self.renderer = MeshRenderer(self.face_model.camera, backend=options.renderer_backend)
 
     def landmarks(self, photos: list[PreparedPhoto]) -> tuple[torch.Tensor, Optional[LandmarkSet]]:
         """The photos' landmark targets: (M, P, 2) y-down crop pixels and where the P points
@@ -310,8 +294,16 @@ class Reconstructor:
                                self.intrinsics(photos))
 
     @torch.no_grad()
-    def render(self, geometry: FaceGeometry):
+    def render(self, geometry: FaceGeometry) -> RenderOutput:
         return self.renderer.render(geometry, self.face_model.triangles)
+
+    @torch.no_grad()
+    def reconstruct(self, coeffs: Coeffs, photos: list[PreparedPhoto]) -> list[Reconstruction]:
+        """Per photo: geometry (through its camera), the canonical face and the render of
+        ``coeffs`` (M, ...) of ``photos`` (M)."""
+        geometry = self.geometry(coeffs, photos)
+        return per_photo(photos, coeffs, geometry, self.face_model.compute(coeffs.neutral()),
+                         self.render(geometry))
 
 
 def panel_image(photo: PreparedPhoto, rendered: torch.Tensor, mask: torch.Tensor,
@@ -340,18 +332,48 @@ def draw_points(image: torch.Tensor, points: np.ndarray, color: tuple[int, int, 
             image[:, top:y + 2, left:x + 2] = value
 
 
-def write_photo_outputs(out_dir: Path, photo: PreparedPhoto, coeffs: Coeffs,
-                        geometry: FaceGeometry, canonical: FaceGeometry, render, face_model: FaceModel) -> None:
-    """All files of one photo (batch-of-one inputs); the PNG last, as the completion mark.
+@dataclass
+class Reconstruction:
+    """One photo's reconstruction (every tensor batch-of-one).
+
+    photo: the aligned crop, its transform back to the photo and its landmarks;
+    coeffs (1, ...): the coefficients; geometry: FaceGeometry seen through the photo's camera;
+    canonical: FaceGeometry of ``coeffs.neutral()`` (unposed, neutral expression);
+    render: RenderOutput of ``geometry`` (mask, lit image, depth) in the crop;
+    outputs: the files written for it (``write_photo_outputs``), empty before.
+    """
+
+    photo: PreparedPhoto
+    coeffs: Coeffs
+    geometry: FaceGeometry
+    canonical: FaceGeometry
+    render: RenderOutput
+    outputs: list[Path] = field(default_factory=list)
+
+    @property
+    def stem(self) -> str:
+        return self.photo.stem
+
+
+def per_photo(photos: list[PreparedPhoto], coeffs: Coeffs, geometry: FaceGeometry,
+              canonical: FaceGeometry, render: RenderOutput) -> list[Reconstruction]:
+    """The batch results of M photos (each (M, ...)) as M Reconstructions."""
+    return [Reconstruction(photo, coeffs[i], geometry[i], canonical[i], render[i])
+            for i, photo in enumerate(photos)]
+
+
+def write_photo_outputs(out_dir: Path, reconstruction: Reconstruction, face_model: FaceModel) -> None:
+    """All files of one photo (``OUTPUT_SUFFIXES``); the PNG last, as the completion mark.
 
     Any failure or Ctrl-C while writing removes this photo's files again: a photo's outputs
-    exist completely or not at all, and a re-run redoes it.
+    exist completely or not at all, and a re-run redoes it. Fills ``reconstruction.outputs``.
     """
     try:
-        _write_photo_files(out_dir, photo, coeffs, geometry, canonical, render, face_model)
+        _write_photo_files(out_dir, reconstruction, face_model)
     except BaseException:
-        remove_outputs(out_dir, photo.stem)
+        remove_outputs(out_dir, reconstruction.stem)
         raise
+    reconstruction.outputs = output_paths(out_dir, reconstruction.stem)
 
 
 def remove_outputs(out_dir: Path, stem: str) -> None:
@@ -360,15 +382,16 @@ def remove_outputs(out_dir: Path, stem: str) -> None:
         path.unlink(missing_ok=True)
 
 
-def _write_photo_files(out_dir: Path, photo: PreparedPhoto, coeffs: Coeffs, geometry: FaceGeometry,
-                       canonical: FaceGeometry, render, face_model: FaceModel) -> None:
+def _write_photo_files(out_dir: Path, reconstruction: Reconstruction, face_model: FaceModel) -> None:
+    photo, geometry, canonical, render = (reconstruction.photo, reconstruction.geometry,
+                                          reconstruction.canonical, reconstruction.render)
     stem = photo.stem
     triangles = face_model.triangles.cpu().numpy()
     world = geometry.world[0].cpu().numpy()
     write_obj(out_dir / f"{stem}.obj", world, triangles, geometry.color[0].cpu().numpy(),
               header=f"faceset reconstruction of {photo.path.name}, posed world space")
     landmarks = geometry.landmarks[0].cpu().numpy()
-    write_coeffs_mat(out_dir / f"{stem}.mat", coeffs.to_numpy_dict(), landmarks)
+    write_coeffs_mat(out_dir / f"{stem}.mat", reconstruction.coeffs.to_numpy_dict(), landmarks)
     write_obj(out_dir / f"{stem}_canonical.obj", canonical.canonical[0].cpu().numpy(), triangles,
               canonical.albedo[0].cpu().numpy(),
               uvs=None if face_model.uvs is None else face_model.uvs.cpu().numpy(),
@@ -378,12 +401,6 @@ def _write_photo_files(out_dir: Path, photo: PreparedPhoto, coeffs: Coeffs, geom
     photo.transform.save(out_dir / f"{stem}_transform.json")
     strip = panel_image(photo, render.image[0], render.mask[0], landmarks)
     write_png(out_dir / f"{stem}.png", strip)
-
-
-def neutral_coeffs(coeffs: Coeffs) -> Coeffs:
-    """Same identity and albedo, zero expression and pose (the canonical mesh)."""
-    return coeffs.replace(exp=torch.zeros_like(coeffs.exp), angle=torch.zeros_like(coeffs.angle),
-                          trans=torch.zeros_like(coeffs.trans))
 
 
 def reconstruct_folder(photo_dir: Path, out_dir: Path, options: ReconstructOptions,
@@ -440,24 +457,15 @@ def _prepare_and_reconstruct(paths: list[Path], preparer: PhotoPreparer, reconst
 def _reconstruct_batch(reconstructor: Reconstructor, prepared: list[PreparedPhoto],
                        out_dir: Path, report: RunReport) -> None:
     try:
-        coeffs = reconstructor.coefficients(prepared)
-        geometry = reconstructor.geometry(coeffs, prepared)
-        canonical = reconstructor.face_model.compute(neutral_coeffs(coeffs))
-        render = reconstructor.render(geometry)
+        reconstructions = reconstructor.reconstruct(reconstructor.coefficients(prepared), prepared)
     except (ValueError, RuntimeError) as err:
         for photo in prepared:
             report.failed[photo.path.name] = str(err)
         return
-    for i, photo in enumerate(prepared):
+    for reconstruction in reconstructions:
+        name = reconstruction.photo.path.name
         try:
-            write_photo_outputs(out_dir, photo, coeffs[i], geometry[i], canonical[i],
-                                _select(render, i), reconstructor.face_model)
-            report.done.append(photo.path.name)
+            write_photo_outputs(out_dir, reconstruction, reconstructor.face_model)
+            report.done.append(name)
         except OSError as err:
-            report.failed[photo.path.name] = f"cannot write outputs ({err})"
-
-
-def _select(render, index: int):
-    from recon.render import RenderOutput
-    return RenderOutput(mask=render.mask[index:index + 1], image=render.image[index:index + 1],
-                        depth=render.depth[index:index + 1], rast=render.rast[index:index + 1])
+            report.failed[name] = f"cannot write outputs ({err})"

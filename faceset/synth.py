@@ -159,7 +159,7 @@ def _random_coeffs(face_model: FaceModel, rng: np.random.Generator, config: Synt
     values = {"id": id_c, "tex": tex_c, "exp": rng.normal(0, config.exp_scale, sizes["exp"]),
               "angle": angles, "gamma": random_lighting(rng),
               "trans": np.array([rng.uniform(-0.1, 0.1), rng.uniform(-0.1, 0.1), rng.uniform(-0.3, 0.3)])}
-    return Coeffs(**{g: torch.tensor(values[g], dtype=torch.float32)[None] for g in Coeffs.GROUPS})
+    return Coeffs.from_numpy_dict(values)
 
 
 def _random_camera(rng: np.random.Generator, config: SynthConfig) -> Camera:
@@ -188,7 +188,7 @@ def synthesize_image(face_model: FaceModel, rng: np.random.Generator, config: Sy
                      id_c: np.ndarray, tex_c: np.ndarray, displacement: torch.Tensor, stem: str,
                      renderer_backend: str = "auto") -> SyntheticImage:
     """Draw one photo of a subject (see the module docstring); landmarks stay inside."""
-    from fitting.fit import downsample, scaled_camera
+    from fitting.fit import downsample
     from recon.render import MeshRenderer
 
     for _ in range(50):
@@ -202,7 +202,7 @@ def synthesize_image(face_model: FaceModel, rng: np.random.Generator, config: Sy
     else:
         raise RuntimeError("could not place the face inside the image in 50 draws")
     with torch.no_grad():
-        rendered = MeshRenderer(scaled_camera(camera, SUPERSAMPLE), backend=renderer_backend).render(
+        rendered = MeshRenderer(camera.scaled(SUPERSAMPLE), backend=renderer_backend).render(
             geometry, face_model.triangles)
         size = (camera.height, camera.width)
         face = downsample(rendered.image, size)[0].permute(1, 2, 0).numpy()

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from recon.constants import COEFF_GROUPS
 from recon.losses import LossWeights
-
-GROUPS = ("id", "exp", "tex", "angle", "gamma", "trans")
 
 # The fitting defaults and why, in one line each; the measurements behind every choice (the
 # tuning log) are in benchmarks/results/fit_eval.md (in-model sets) and
@@ -83,7 +82,7 @@ class FitConfig:
         "id": 0.1, "exp": 0.06, "tex": 0.1, "angle": 0.008, "gamma": 0.04, "trans": 0.008})
     final_lr_fraction: float = 0.1
     warmup_steps: int = 5
-    optimize: tuple[str, ...] = GROUPS
+    optimize: tuple[str, ...] = COEFF_GROUPS
     weights: LossWeights = field(default_factory=lambda: LossWeights(
         reg=FIT_REG_WEIGHT, lm=FIT_LANDMARK_WEIGHT, reg_exp=FIT_EXP_PRIOR_WEIGHT, contrast=CONTRAST_WEIGHT))
     contrast_sigma: float = CONTRAST_SIGMA
@@ -103,7 +102,7 @@ class FitConfig:
     def __post_init__(self) -> None:
         if len(self.pyramid_scales) != len(self.iterations):
             raise ValueError("pyramid_scales and iterations need one entry per level")
-        unknown = set(self.optimize) - set(GROUPS)
+        unknown = set(self.optimize) - set(COEFF_GROUPS)
         if unknown:
             raise ValueError(f"unknown coefficient groups to optimise: {sorted(unknown)}")
         if any(not 0 < s <= 1 for s in self.pyramid_scales):

@@ -108,17 +108,6 @@ class FitInterrupted(Exception):
         self.coeffs, self.iterations, self.history = coeffs, iterations, history
 
 
-def scaled_camera(camera: Camera, scale: float) -> Camera:
-    """The camera of a pyramid level: focal lengths, principal point and size times scale.
-
-    With the rasterizer's pixel-centre convention, a render with this camera equals the
-    area-downsampled full-size render (for integer 1/scale).
-    """
-    return replace(camera, focal_x=camera.focal_x * scale, focal_y=camera.focal_y * scale,
-                   center_x=camera.center_x * scale, center_y=camera.center_y * scale,
-                   width=max(1, round(camera.width * scale)), height=max(1, round(camera.height * scale)))
-
-
 def downsample(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(B, C, H, W) -> (B, C, h, w) by area averaging (no-op at full size)."""
     if tuple(images.shape[-2:]) == tuple(size):
@@ -157,7 +146,7 @@ class _Level:
     def __init__(self, face_model, targets: FitTargets, scale: float, config: FitConfig,
                  skin_full: Optional[torch.Tensor]):
         self.scale = scale
-        self.camera = scaled_camera(face_model.camera, scale)
+        self.camera = face_model.camera.scaled(scale)
         self.renderer = MeshRenderer(self.camera, backend=config.renderer_backend)
         self.silhouette_renderer = (None if config.silhouette_weight is None else
                                     MeshRenderer(self.camera, backend=config.renderer_backend, antialias=True))

@@ -9,6 +9,8 @@ BFM_TEX_DIM = 80         # albedo PCA coefficients
 ANGLE_DIM = 3            # Euler angles x, y, z in radians
 GAMMA_DIM = 27           # SH lighting, 3 channels x 9, channel-major
 TRANS_DIM = 3            # translation in decimetres
+# The groups in the order of the 257-vector (and the keys of the original's .mat files).
+COEFF_GROUPS = ("id", "exp", "tex", "angle", "gamma", "trans")
 
 # Camera [SPEC 3].
 FOCAL = 1015.0           # focal length in pixels of the 224 crop
@@ -56,6 +58,8 @@ TEMPLATE_5PT = (
     (0.248466, -0.381282, 0.222358),
 )
 
+ARCFACE_SIZE = 112      # side of the aligned ArcFace input (and of its 5-point template's frame)
+
 # ArcFace 112x112 5-point target, x, y-down pixels [SPEC 6.4].
 ARCFACE_TEMPLATE_112 = (
     (38.2946, 51.6963), (73.5318, 51.5014), (56.0252, 71.7366),
@@ -73,3 +77,7 @@ FLIP_PERM_68 = (
     18, 17, 27, 28, 29, 30, 35, 34, 33, 32, 31, 45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40,
     54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55, 64, 63, 62, 61, 60, 67, 66, 65,
 )
+
+# Rasterizer backends of recon.render, by the name every option and CLI flag uses
+# ("auto": nvdiffrast on CUDA when installed, else the built-in torch backend).
+RENDERER_BACKENDS = ("auto", "torch", "nvdiffrast", "pytorch3d")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-COEFF_KEYS = ("id", "exp", "tex", "angle", "gamma", "trans")
+from .constants import COEFF_GROUPS as COEFF_KEYS
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:

@@ -5,6 +5,8 @@ y up, z towards the camera. The embedded model places its landmark vertices here
 the 5-point alignment template is derived from it.
 """
 
+import sys
+
 import numpy as np
 
 STANDARD_LANDMARKS_68 = np.array([
@@ -89,13 +91,17 @@ BFM_KEYPOINTS_1BASED = np.array([
 ], dtype=np.int64)
 
 
-def five_point_template(landmarks68: np.ndarray = STANDARD_LANDMARKS_68) -> np.ndarray:
+def five_point_template(landmarks68=STANDARD_LANDMARKS_68):
     """The 5 alignment points (eyeL, eyeR, nose, mouthL, mouthR) from 68 points (SPEC 6.2).
 
     Eye centres are the means of iBUG points 37/40 and 43/46 (1-based), the nose is 31,
-    the mouth corners 49 and 55. Works for (68, D) arrays of any D.
+    the mouth corners 49 and 55. landmarks68: (..., 68, D) numpy array or torch tensor, any
+    D and leading (batch) dimensions; returns (..., 5, D) of the same kind.
     """
-    lm = np.asarray(landmarks68)
-    return np.stack([
-        lm[[36, 39]].mean(0), lm[[42, 45]].mean(0), lm[30], lm[48], lm[54],
-    ])
+    torch = sys.modules.get("torch")   # a tensor implies torch is loaded; no import here
+    if torch is not None and isinstance(landmarks68, torch.Tensor):
+        lm, stack = landmarks68, torch.stack
+    else:
+        lm, stack = np.asarray(landmarks68), np.stack
+    return stack([lm[..., [36, 39], :].mean(-2), lm[..., [42, 45], :].mean(-2), lm[..., 30, :],
+                  lm[..., 48, :], lm[..., 54, :]], -2)

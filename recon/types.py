@@ -15,21 +15,55 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, fields
-from typing import Optional
+from typing import Callable, Optional, TypeVar
 
 import torch
 
 from . import constants as C
 
+Batch = TypeVar("Batch", bound="TensorBatch")
+
+
+class TensorBatch:
+    """What the dataclasses of batch-first tensors share (``Coeffs``, ``FaceGeometry``,
+    ``recon.render.RenderOutput``): every field is a tensor with the batch first."""
+
+    @property
+    def batch_size(self) -> int:
+        return getattr(self, fields(self)[0].name).shape[0]
+
+    def map(self: Batch, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
+        """Apply ``fn`` to every field (e.g. ``lambda t: t.to(device)``)."""
+        return type(self)(**{f.name: fn(getattr(self, f.name)) for f in fields(self)})
+
+    def __getitem__(self: Batch, index) -> Batch:
+        """Select batch items; an int keeps the batch dimension."""
+        if isinstance(index, int):
+            index = slice(index, index + 1)
+        return self.map(lambda t: t[index])
+
+    def detach(self: Batch) -> Batch:
+        return self.map(torch.Tensor.detach)
+
+    def to(self: Batch, device: torch.device | str) -> Batch:
+        return self.map(lambda t: t.to(device))
+
 
 @dataclass
-class Coeffs:
+class Coeffs(TensorBatch):
     """Named coefficient groups of a batch; every field is (B, K) float.
 
     id (B, n_id), exp (B, n_exp), tex (B, n_tex): PCA coefficients in units of standard
     deviations; angle (B, 3): Euler angles x, y, z in radians (R = Rz Ry Rx);
     gamma (B, 27): SH lighting, channel-major (9 R, 9 G, 9 B), without the 0.8 DC offset;
     trans (B, 3): translation in model units.
+
+    Examples:
+        >>> coeffs = Coeffs.zeros(2)                 # the original's BFM09 sizes
+        >>> coeffs.to_vector().shape
+        torch.Size([2, 257])
+        >>> coeffs[1].batch_size, coeffs.sizes()["exp"]
+        (1, 64)
     """
 
     id: torch.Tensor
@@ -39,7 +73,7 @@ class Coeffs:
     gamma: torch.Tensor
     trans: torch.Tensor
 
-    GROUPS = ("id", "exp", "tex", "angle", "gamma", "trans")
+    GROUPS = C.COEFF_GROUPS
 
     @staticmethod
     def sizes_for(n_id: int = C.BFM_ID_DIM, n_exp: int = C.BFM_EXP_DIM,
@@ -72,22 +106,8 @@ class Coeffs:
     def sizes(self) -> dict[str, int]:
         return {g: getattr(self, g).shape[1] for g in self.GROUPS}
 
-    @property
-    def batch_size(self) -> int:
-        return self.id.shape[0]
-
     def replace(self, **changes: torch.Tensor) -> "Coeffs":
         return dataclasses.replace(self, **changes)
-
-    def map(self, fn) -> "Coeffs":
-        """Apply ``fn`` to every group tensor (e.g. ``lambda t: t.to(device)``)."""
-        return Coeffs(**{g: fn(getattr(self, g)) for g in self.GROUPS})
-
-    def __getitem__(self, index) -> "Coeffs":
-        """Select batch items; an int keeps the batch dimension."""
-        if isinstance(index, int):
-            index = slice(index, index + 1)
-        return self.map(lambda t: t[index])
 
     @classmethod
     def cat(cls, items: list["Coeffs"]) -> "Coeffs":
@@ -95,6 +115,41 @@ class Coeffs:
 
     def to_numpy_dict(self) -> dict:
         return {g: getattr(self, g).detach().cpu().float().numpy() for g in self.GROUPS}
+
+    @classmethod
+    def from_numpy_dict(cls, values: dict, dtype: torch.dtype = torch.float32,
+                        device: torch.device | str = "cpu") -> "Coeffs":
+        """Coeffs from a group name -> array mapping (e.g. ``recon.io.read_coeffs_mat``).
+
+        values: every group of ``GROUPS`` as a (K,) array (one item: batch 1) or (B, K);
+        other keys (``lm68``) are ignored. The arrays are copied into ``dtype`` tensors.
+
+        Examples:
+            >>> import numpy as np
+            >>> values = {g: np.zeros(n) for g, n in Coeffs.sizes_for(80, 64, 80).items()}
+            >>> Coeffs.from_numpy_dict(values).gamma.shape
+            torch.Size([1, 27])
+        """
+        missing = [g for g in cls.GROUPS if g not in values]
+        if missing:
+            raise ValueError(f"coefficient group(s) missing: {', '.join(missing)}")
+        tensors = {g: torch.tensor(values[g], dtype=dtype, device=device) for g in cls.GROUPS}
+        return cls(**{g: t[None] if t.ndim == 1 else t for g, t in tensors.items()})
+
+    def neutral(self) -> "Coeffs":
+        """The same identity and albedo with expression, pose and lighting zero: the
+        canonical (unposed, neutral-expression) face of each batch item. Sizes, dtype and
+        device are kept; id and tex are the same tensors (not copies: a copy may change
+        their memory layout, and with it the last bit of a matrix product).
+
+        Examples:
+            >>> coeffs = Coeffs.zeros(1).replace(exp=torch.ones(1, 64), id=torch.ones(1, 80))
+            >>> neutral = coeffs.neutral()
+            >>> float(neutral.exp.abs().sum()), float(neutral.id.sum())
+            (0.0, 80.0)
+        """
+        zero = {g: torch.zeros_like(getattr(self, g)) for g in ("exp", "angle", "gamma", "trans")}
+        return self.replace(**zero)
 
 
 @dataclass(frozen=True)
@@ -130,6 +185,23 @@ class Camera:
                    center_y=float(height - 1 - K[1, 2]), distance=distance,
                    width=width, height=height)
 
+    def scaled(self, scale: float) -> "Camera":
+        """The camera of an image resized by ``scale`` (e.g. a pyramid level): focal lengths,
+        principal point and size times ``scale``, the size rounded and at least 1 pixel.
+
+        With the rasterizer's pixel-centre convention, a render with this camera equals the
+        area-downsampled full-size render (for integer 1/scale).
+
+        Examples:
+            >>> half = Camera().scaled(0.5)
+            >>> half.focal_x, half.center_x, half.width, half.distance
+            (507.5, 56.0, 112, 10.0)
+        """
+        return dataclasses.replace(
+            self, focal_x=self.focal_x * scale, focal_y=self.focal_y * scale,
+            center_x=self.center_x * scale, center_y=self.center_y * scale,
+            width=max(1, round(self.width * scale)), height=max(1, round(self.height * scale)))
+
     def to_camera_space(self, world: torch.Tensor) -> torch.Tensor:
         """(..., 3) world points -> camera space with z = distance - z_world (positive depth)."""
         return torch.cat([world[..., :2], self.distance - world[..., 2:3]], dim=-1)
@@ -149,7 +221,7 @@ class Camera:
 
 
 @dataclass
-class FaceGeometry:
+class FaceGeometry(TensorBatch):
     """What the face model computes from Coeffs (all batch-first, N vertices).
 
     canonical (B,N,3): identity+expression shape before pose, model units, world axes;
@@ -166,12 +238,3 @@ class FaceGeometry:
     albedo: torch.Tensor
     color: torch.Tensor
     landmarks: torch.Tensor
-
-    @property
-    def batch_size(self) -> int:
-        return self.world.shape[0]
-
-    def __getitem__(self, index) -> "FaceGeometry":
-        if isinstance(index, int):
-            index = slice(index, index + 1)
-        return FaceGeometry(**{f.name: getattr(self, f.name)[index] for f in fields(self)})

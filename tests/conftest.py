@@ -1,5 +1,11 @@
 """Shared fixtures. ``shared_data`` is the original repo's files in ../shared/data: tests
-that need it skip when it is absent, and fail when CI=true (CI always has it)."""
+that need it skip when it is absent, and fail when CI=true (CI always has it).
+
+``tiny_model`` is the embedded procedural model at its coarsest resolution: a real
+morphable model with every field BFM09 has, only smaller, built once per session (tests
+wrap it in ``FaceModel``; one that changes the model's tensors works on a
+``copy.deepcopy``). ``octahedron_model`` is a closed toy mesh for exact geometric answers.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,10 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+from recon.morphable import MorphableModel, incident_triangles
+from recon.standard_landmarks import STANDARD_LANDMARKS_68
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,3 +35,33 @@ def shared_data() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+TINY_MODEL_RESOLUTION = 40  # the coarsest grid that still holds 68 distinct landmark vertices
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> MorphableModel:
+    from recon.models.procedural import build_embedded_model
+    return build_embedded_model(resolution=TINY_MODEL_RESOLUTION)
+
+
+@pytest.fixture()
+def octahedron_model() -> MorphableModel:
+    """A closed octahedron with 68 extra landmark vertices at the standard face (seeded bases)."""
+    rng = torch.Generator().manual_seed(0)
+    landmarks = torch.tensor(STANDARD_LANDMARKS_68, dtype=torch.float32)
+    octa = torch.tensor([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]],
+                        dtype=torch.float32)
+    mean = torch.cat([octa, landmarks])
+    n = mean.shape[0]
+    tri = torch.tensor([[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4],
+                        [2, 0, 5], [1, 2, 5], [3, 1, 5], [0, 3, 5]])
+    return MorphableModel(
+        name="tiny", mean_shape=mean,
+        id_basis=torch.randn(3 * n, 5, generator=rng) * 0.01,
+        exp_basis=torch.randn(3 * n, 4, generator=rng) * 0.01,
+        mean_albedo=torch.full((n, 3), 200.0), tex_basis=torch.randn(3 * n, 3, generator=rng),
+        triangles=tri, landmark_ids=torch.arange(6, 6 + 68), point_buf=incident_triangles(tri, n),
+        front_vertex_ids=torch.arange(6), front_triangles=tri[:4],
+        skin_mask=torch.ones(n, dtype=torch.bool))

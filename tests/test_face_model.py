@@ -8,29 +8,7 @@ import torch
 from recon import constants as C
 from recon.face_model import (FaceModel, front_triangle_flags, rotation_derivatives, rotation_matrix,
                                sh_basis, shade, vertex_normals)
-from recon.morphable import MorphableModel, incident_triangles
-from recon.standard_landmarks import STANDARD_LANDMARKS_68
 from recon.types import Camera, Coeffs
-
-
-def tiny_model(seed=0) -> MorphableModel:
-    """A closed octahedron-like toy with 68 extra landmark vertices at the standard face."""
-    rng = torch.Generator().manual_seed(seed)
-    landmarks = torch.tensor(STANDARD_LANDMARKS_68, dtype=torch.float32)
-    octa = torch.tensor([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]],
-                        dtype=torch.float32)
-    mean = torch.cat([octa, landmarks])
-    n = mean.shape[0]
-    tri = torch.tensor([[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4],
-                        [2, 0, 5], [1, 2, 5], [3, 1, 5], [0, 3, 5]])
-    return MorphableModel(
-        name="tiny", mean_shape=mean,
-        id_basis=torch.randn(3 * n, 5, generator=rng) * 0.01,
-        exp_basis=torch.randn(3 * n, 4, generator=rng) * 0.01,
-        mean_albedo=torch.full((n, 3), 200.0), tex_basis=torch.randn(3 * n, 3, generator=rng),
-        triangles=tri, landmark_ids=torch.arange(6, 6 + 68), point_buf=incident_triangles(tri, n),
-        front_vertex_ids=torch.arange(6), front_triangles=tri[:4],
-        skin_mask=torch.ones(n, dtype=torch.bool))
 
 
 def test_rotation_known_values():
@@ -99,15 +77,15 @@ def test_shade_is_channel_major():
     torch.testing.assert_close(lit, torch.tensor([base, base + 0.5 * C.SH_A[1] * C.SH_C[1], base]))
 
 
-def test_vertex_normals_of_a_closed_mesh_point_outwards():
-    model = tiny_model()
+def test_vertex_normals_of_a_closed_mesh_point_outwards(octahedron_model):
+    model = octahedron_model
     verts = model.mean_shape[:6][None]
     normals = vertex_normals(verts, model.triangles, model.point_buf[:6])
     torch.testing.assert_close(normals, torch.nn.functional.normalize(verts, dim=-1), atol=1e-6, rtol=0)
 
 
-def test_compute_pose_and_landmarks():
-    fm = FaceModel(tiny_model(), recenter=False)
+def test_compute_pose_and_landmarks(octahedron_model):
+    fm = FaceModel(octahedron_model, recenter=False)
     coeffs = Coeffs.zeros(2, fm.coeff_sizes)
     coeffs.trans[1] = torch.tensor([0.1, -0.2, 0.5])
     coeffs.angle[1] = torch.tensor([0.1, 0.2, 0.3])
@@ -124,13 +102,13 @@ def test_compute_pose_and_landmarks():
                                atol=1e-5, rtol=0)
 
 
-def test_recentering_subtracts_the_centroid():
-    fm = FaceModel(tiny_model(), recenter=True)
+def test_recentering_subtracts_the_centroid(octahedron_model):
+    fm = FaceModel(octahedron_model, recenter=True)
     torch.testing.assert_close(fm.mean_shape.view(-1, 3).mean(0), torch.zeros(3), atol=1e-6, rtol=0)
 
 
-def test_wrong_coefficient_sizes_are_rejected():
-    fm = FaceModel(tiny_model())
+def test_wrong_coefficient_sizes_are_rejected(octahedron_model):
+    fm = FaceModel(octahedron_model)
     with pytest.raises(ValueError, match="do not match"):
         fm.compute(Coeffs.zeros(1))
 

@@ -18,15 +18,13 @@ import faceset.pipeline as pipeline
 from faceset.photoreal.generate import PhotoConfig, synthesize_photos
 from faceset.pipeline import ReconstructOptions, Reconstructor
 from faceset.subject import SubjectOptions, prepare_photos
-from faceset.synth import default_model
 from fitting import FitConfig, FitTargets, fit_images
 from recon.crop_camera import with_intrinsics
 from recon.face_model import FaceModel
 
 
 @pytest.fixture(scope="module")
-def out_of_model(tmp_path_factory):
-    tiny_model = default_model(40)
+def out_of_model(tmp_path_factory, tiny_model):
     folder = tmp_path_factory.mktemp("photoreal")
     synthesize_photos(folder, PhotoConfig(subjects=1, images=3, seed=7, image_size=(160, 200), texture_size=128,
                                           occluder_probability=0.0), tiny_model)

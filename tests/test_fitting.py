@@ -3,25 +3,25 @@
 A 112-pixel camera (the original's at half scale) and the embedded model at its coarsest
 resolution keep these fast."""
 
+import copy
 from dataclasses import replace
 
 import pytest
 import torch
 
-from fitting import FitConfig, FitTargets, fit_images, fit_subject, scaled_camera
+from fitting import FitConfig, FitTargets, fit_images, fit_subject
 from recon.face_model import FaceModel
 from recon.losses import LossWeights
-from recon.models.procedural import build_embedded_model
 from recon.render import MeshRenderer
 from recon.types import Camera, Coeffs
 
-SMALL_CAMERA = scaled_camera(Camera(), 0.5)
+SMALL_CAMERA = Camera().scaled(0.5)
 
 
 @pytest.fixture(scope="module")
-def face_model():
+def face_model(tiny_model):
     torch.manual_seed(0)
-    return FaceModel(build_embedded_model(resolution=40), camera=SMALL_CAMERA)
+    return FaceModel(tiny_model, camera=SMALL_CAMERA)
 
 
 def _truth(face_model, count, seed=0, shared_id=True):
@@ -144,11 +144,11 @@ def test_large_occluder_keeps_landmarks_outside_it(face_model):
     assert float(error[inside].mean()) < 3.0           # the prior carries the hidden ones
 
 
-def test_silhouette_term_finds_a_face_only_its_outline_shows():
+def test_silhouette_term_finds_a_face_only_its_outline_shows(tiny_model):
     """A flat-coloured face under ambient light over a dark background, landmarks hidden:
     inside the face every position looks the same, only the outline tells where it is.
     The original's interior-only term cannot move it; the silhouette term brings it back."""
-    flat = FaceModel(build_embedded_model(resolution=40), camera=SMALL_CAMERA)
+    flat = FaceModel(copy.deepcopy(tiny_model), camera=SMALL_CAMERA)
     flat.mean_albedo[:] = flat.mean_albedo.view(-1, 3).mean(0).repeat(flat.n_vertices)
     truth = Coeffs.zeros(1, flat.coeff_sizes)
     truth.gamma[:, [0, 9, 18]] = 0.2            # ambient (constant) light only
@@ -200,13 +200,13 @@ def test_bad_targets_raise(face_model):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_fit_matches_cpu(face_model):
+def test_cuda_fit_matches_cpu(face_model, tiny_model):
     truth = _truth(face_model, 2, seed=10)
     images, landmarks = _render(face_model, truth)
     init = _perturbed(truth, 11)
     config = FitConfig(pyramid_scales=(0.5, 1.0), iterations=(5, 5), stop_rel_tol=-1.0, renderer_backend="torch")
     cpu = fit_images(face_model, FitTargets(images, landmarks), init, config)
-    gpu_model = FaceModel(build_embedded_model(resolution=40), camera=SMALL_CAMERA).to("cuda")
+    gpu_model = FaceModel(tiny_model, camera=SMALL_CAMERA).to("cuda")
     gpu = fit_images(gpu_model, FitTargets(images.cuda(), landmarks.cuda()), init.map(lambda t: t.cuda()), config)
     assert gpu.coeffs.id.device.type == "cuda"
     for group in Coeffs.GROUPS:
@@ -216,7 +216,7 @@ def test_cuda_fit_matches_cpu(face_model):
     assert torch.equal(joint.coeffs.id[0], joint.coeffs.id[1])
 
 
-def test_identity_term_enters_the_fit(face_model):
+def test_identity_term_enters_the_fit(face_model, tiny_model):
     """With a face-recognition encoder the SPEC 5 identity term is evaluated at full scale
     and is a valid 1 - cos value; gradients reach the coefficients through the render."""
     from recon.identity import load_identity_encoder
@@ -226,7 +226,7 @@ def test_identity_term_enters_the_fit(face_model):
         pytest.skip(f"no dlib identity network: {err}")
     truth = _truth(face_model, 1, seed=12)
     # the dlib chip needs a face of some size: the same model with the full 224 camera
-    big = FaceModel(build_embedded_model(resolution=40))
+    big = FaceModel(tiny_model)
     images, landmarks = _render(big, truth)
     config = FitConfig(pyramid_scales=(1.0,), iterations=(2,), stop_rel_tol=-1.0, use_skin_attention=False)
     result = fit_images(big, FitTargets(images, landmarks), _perturbed(truth, 13), config, identity_encoder=encoder)

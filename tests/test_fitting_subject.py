@@ -13,26 +13,21 @@ from PIL import Image
 import faceset.pipeline as pipeline
 from faceset.cli import main
 from faceset.subject import SubjectOptions, reconstruct_subject
-from faceset.synth import SynthConfig, default_model, synthesize
+from faceset.synth import SynthConfig, synthesize
 from recon.face_model import FaceModel
 from recon.io import read_coeffs_mat, read_obj
 
 
-@pytest.fixture(scope="module")
-def small_model():
-    return default_model(40)
-
-
 @pytest.fixture()
-def photo_set(tmp_path, small_model, monkeypatch):
+def photo_set(tmp_path, tiny_model, monkeypatch):
     synthesize(tmp_path / "synth", SynthConfig(subjects=1, images=3, seed=2, image_size=(160, 200),
-                                               occluder_probability=0.0), small_model)
+                                               occluder_probability=0.0), tiny_model)
     photos = tmp_path / "synth" / "subject_000" / "images"
     # a photo without a face (and without detection or landmark files)
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(photos / "zz_noface.png")
     monkeypatch.setattr(pipeline, "load_face_model",
-                        lambda bfm, device: FaceModel(small_model).to(device))
+                        lambda bfm, device: FaceModel(tiny_model).to(device))
     return photos
 
 
@@ -93,11 +88,38 @@ def test_lpips_without_the_extra_fails_before_fitting(tmp_path):
 
 def test_no_silhouette_and_no_contrast_options_select_the_original_objective():
     from faceset.cli import build_parser
-    from faceset.subject import options_from_args
+    from faceset.commands.fit_job import FitJob
     parser = build_parser()
+
+    def options_from_args(args):
+        return FitJob.from_args(args, joint=args.subject).subject_options()
     default = options_from_args(parser.parse_args(["fit", "photos", "--out", "out"]))
     original = options_from_args(parser.parse_args(["reconstruct", "photos", "--subject", "--out", "out",
                                                     "--no-silhouette", "--no-contrast"]))
     assert default.fit.silhouette_weight is not None and default.fit.weights.contrast > 0
     assert original.fit.silhouette_weight is None and original.fit.weights.contrast == 0
     assert options_from_args(parser.parse_args(["fit", "photos", "--out", "out", "--no-contrast"])).fit.silhouette_weight
+
+
+def test_cli_options_reach_the_job_once_converted():
+    """Every model flag lands in its ReconstructOptions field; fit flags without --subject
+    are refused instead of ignored."""
+    from faceset.cli import build_parser
+    from faceset.commands.fit_job import FitJob
+    from faceset.commands.reconstruct import ReconstructCommand
+    from faceset.options import ReconstructOptions
+    parser = build_parser()
+    args = parser.parse_args(["reconstruct", "photos", "--out", "out", "--subject", "--renderer", "torch",
+                              "--landmarks", "68", "--slide-contour", "--no-exif-focal", "--face", "1",
+                              "--iters", "30", "--identity", "dlib"])
+    job = FitJob.from_args(args, joint=True)
+    assert job.model == ReconstructOptions(renderer_backend="torch", landmarks="68", slide_contour=True,
+                                           exif_focal=False, face_index=1)
+    options = job.subject_options()
+    assert (options.iterations, options.identity_encoder, options.reconstruct) == (30, "dlib", job.model)
+    plain = ReconstructCommand.from_args(parser.parse_args(["reconstruct", "photos", "--out", "out",
+                                                            "--renderer-backend", "torch"]))
+    assert plain.options == ReconstructOptions(renderer_backend="torch")
+    with pytest.raises(ValueError, match="--iters, --no-contrast: option"):
+        ReconstructCommand.from_args(parser.parse_args(["reconstruct", "photos", "--out", "out",
+                                                        "--iters", "30", "--no-contrast"]))

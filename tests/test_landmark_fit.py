@@ -11,7 +11,6 @@ from recon.landmark_fit import LandmarkFitConfig, estimate_lighting, euler_from_
 from recon.morphable import MorphableModel, incident_triangles
 from recon.types import Coeffs
 
-from test_face_model import tiny_model
 
 
 def synthetic_batch(fm, seed=0):
@@ -29,8 +28,8 @@ def test_euler_round_trip():
     torch.testing.assert_close(euler_from_rotation(rotation_matrix(angles)), angles)
 
 
-def test_recovers_pose_and_shape_from_exact_landmarks():
-    fm = FaceModel(tiny_model(), recenter=False)
+def test_recovers_pose_and_shape_from_exact_landmarks(octahedron_model):
+    fm = FaceModel(octahedron_model, recenter=False)
     truth = synthetic_batch(fm)
     target = fm.compute(truth).landmarks
     # weak priors: with exact landmarks the MAP estimate approaches the truth
@@ -42,8 +41,8 @@ def test_recovers_pose_and_shape_from_exact_landmarks():
     assert residual.max() < 0.05
 
 
-def test_noisy_landmarks_give_a_plausible_fit():
-    fm = FaceModel(tiny_model(), recenter=False)
+def test_noisy_landmarks_give_a_plausible_fit(octahedron_model):
+    fm = FaceModel(octahedron_model, recenter=False)
     truth = synthetic_batch(fm, seed=1)
     target = fm.compute(truth).landmarks + torch.randn(4, 68, 2, generator=torch.Generator().manual_seed(2))
     fit = fit_landmarks(fm, target)
@@ -88,13 +87,11 @@ def test_lighting_is_recovered_from_an_image_of_the_face_colours():
 
 # ----------------------------------------------------------------- landmark sets, sliding
 
-def _embedded_without_size_mode():
+def _embedded_without_size_mode(model):
     """The embedded model (coarse) with 10 id and 6 expression modes, without the overall
     size mode: a larger, nearer face and a smaller, farther one project alike under a
     narrow-angle camera, so the size mode is left out where exact recovery is asserted."""
     from dataclasses import replace as replace_fields
-    from recon.models.procedural import build_embedded_model
-    model = build_embedded_model(resolution=40)
     return FaceModel(replace_fields(model, id_basis=model.id_basis[:, 1:11].contiguous(),
                                     exp_basis=model.exp_basis[:, :6].contiguous(),
                                     tex_basis=model.tex_basis[:, :4].contiguous()))
@@ -138,11 +135,11 @@ def _assert_recovered(fm, fit, truth):
 
 
 @pytest.mark.parametrize("slide", [False, True])
-def test_dense_set_recovers_pose_and_shape_from_exact_projections(slide):
+def test_dense_set_recovers_pose_and_shape_from_exact_projections(slide, tiny_model):
     """300 surface points: exact projections of a known face (contour points on its
     silhouette when sliding) give back its pose and shape; with sliding targets, a fit
     that does not slide cannot explain them."""
-    fm = _embedded_without_size_mode()
+    fm = _embedded_without_size_mode(tiny_model)
     landmark_set = _dense_set(fm)
     truth = _dense_truth(fm)
     target = _set_projections(fm, truth, landmark_set, slide)
@@ -155,9 +152,9 @@ def test_dense_set_recovers_pose_and_shape_from_exact_projections(slide):
         assert float((_set_projections(fm, fixed, landmark_set, False) - target).norm(dim=-1).max()) > 5.0
 
 
-def test_the_68_set_is_the_default_and_visibility_weights_points():
+def test_the_68_set_is_the_default_and_visibility_weights_points(octahedron_model):
     from recon.landmark_set import LandmarkSet
-    fm = FaceModel(tiny_model(), recenter=False)
+    fm = FaceModel(octahedron_model, recenter=False)
     truth = synthetic_batch(fm, seed=1)
     target = fm.compute(truth).landmarks + torch.randn(4, 68, 2, generator=torch.Generator().manual_seed(2))
     default = fit_landmarks(fm, target)
@@ -177,9 +174,9 @@ def test_the_68_set_is_the_default_and_visibility_weights_points():
     assert float((hidden.id - default.id).abs().max()) > 1e-3
 
 
-def test_landmark_count_must_match_the_set():
+def test_landmark_count_must_match_the_set(octahedron_model):
     from recon.landmark_set import LandmarkSet
-    fm = FaceModel(tiny_model(), recenter=False)
+    fm = FaceModel(octahedron_model, recenter=False)
     dense = LandmarkSet.from_vertices("dense", torch.arange(70))
     with pytest.raises(ValueError, match=r"must be \(M, 70, 2\) for a landmark set of 70 points, got \(2, 68, 2\)"):
         fit_landmarks(fm, torch.zeros(2, 68, 2), landmark_set=dense)
@@ -189,12 +186,12 @@ def test_landmark_count_must_match_the_set():
 
 # ----------------------------------------------------------------- each photo's own camera
 
-def test_selfie_camera_intrinsics_recover_the_face_and_the_default_camera_does_not():
+def test_selfie_camera_intrinsics_recover_the_face_and_the_default_camera_does_not(tiny_model):
     """Landmarks of faces seen from 3.5 dm with a wide lens (focal 355 px in the crop,
     principal point off centre): given those intrinsics the fit recovers pose and shape;
     with the original's 1 m camera it cannot explain the perspective."""
     from recon.crop_camera import with_intrinsics
-    fm = _embedded_without_size_mode()
+    fm = _embedded_without_size_mode(tiny_model)
     truth = _dense_truth(fm)
     truth.trans = truth.trans + torch.tensor([0.0, 0.0, 6.5])     # face ~3.5 dm from the camera
     intrinsics = torch.tensor([[355.0, 104.0, 118.0]]).expand(4, 3).clone()

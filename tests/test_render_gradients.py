@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recon.render import antialias, build_topology, interpolate, rasterize
+from recon.render import (antialias, antialias_construct_topology_hash, build_topology, interpolate,
+                          rasterize)
 
 
 def scene(seed: int = 0, verts: int = 12, faces: int = 8):
@@ -114,3 +115,26 @@ def test_topology_treats_non_manifold_edges_as_borders():
     tris = torch.tensor([[0, 1, 2], [1, 0, 3], [0, 1, 4]])
     wing = build_topology(tris).wing
     assert wing[:, 2].tolist() == [2, 3, 4]          # edge (0, 1) opposite vertex 2 in all three
+
+
+def test_antialias_with_a_prebuilt_topology_hash_matches_the_cached_one():
+    pos, tris = _two_triangle_scene()
+    rast = rasterize(pos, tris, (16, 16), backend="torch")
+    color = interpolate(torch.rand(pos.shape[1], 3, dtype=pos.dtype), rast, tris, backend="torch")
+    topology = antialias_construct_topology_hash(tris, backend="torch")
+    assert torch.equal(topology.wing, build_topology(tris).wing)
+    assert torch.equal(antialias(color, rast, pos, tris, topology, backend="torch"),
+                       antialias(color, rast, pos, tris, backend="torch"))
+
+
+def _two_triangle_scene():
+    pos = torch.tensor([[[-0.8, -0.7, 0.1, 1.0], [0.7, -0.8, 0.2, 1.0], [-0.6, 0.8, 0.0, 1.0],
+                         [0.9, 0.6, 0.3, 1.0]]], dtype=torch.float64)
+    return pos, torch.tensor([[0, 1, 2], [2, 1, 3]])
+
+
+def test_one_rasterizer_per_backend_and_device():
+    from recon.render import MeshRenderer, get_rasterizer
+    made = get_rasterizer("torch", "cpu")
+    assert get_rasterizer("auto", torch.device("cpu")) is made
+    assert MeshRenderer(backend="torch").rasterizer(torch.device("cpu")) is made

@@ -95,3 +95,12 @@ def test_load_benchmark_quick(tmp_path):
     quiet, loaded, ratio, share = (float(c) for c in rows[1][2:6])
     assert quiet > 0 and loaded > 0 and ratio == pytest.approx(loaded / quiet, rel=0.15)
     assert 0.0 < share <= 1.2  # the competitor really ran
+
+
+def test_building_the_cli_parser_does_not_load_torch():
+    """configure_threads runs after parsing and must come before torch loads, so no command
+    module may import torch when it registers its options."""
+    probe = "import sys, faceset.cli; faceset.cli.build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True).stdout
+    assert out.strip() == "False"

@@ -39,7 +39,7 @@ def photo_folder(tmp_path_factory) -> Path:
 
 def small_config(photo_folder: Path, out: Path, **changes) -> TrainConfig:
     options = dict(data_dirs=[photo_folder], out=out, epochs=1, batch_size=2, arch="resnet18",
-                   identity="none", device="cpu", renderer="torch", workers=0, log_every=1)
+                   identity="none", device="cpu", renderer_backend="torch", workers=0, log_every=1)
     options.update(changes)
     return TrainConfig(**options)
 

@@ -19,7 +19,9 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from faceset.benchmark import METHODS, QUICK_ITERATIONS, QUICK_PHOTOS, QUICK_SUBJECTS
+    from faceset.commands.reconstruct import add_renderer_backend_option
+    from faceset.options import (METHODS, QUICK_ITERATIONS, QUICK_PHOTOS, QUICK_SUBJECTS,
+                                 BenchmarkOptions)
 
     parser = subparsers.add_parser(
         "benchmark", help="run pipelines on a NoW-layout dataset and score each (NoW protocol)",
@@ -35,15 +37,17 @@ def register(subparsers) -> None:
     parser.add_argument("--images", type=Path, default=None,
                         help="folder of <subject>/<challenge>/<image> photos (default: "
                              "DATASET/iphone_pictures or DATASET/final_release_version/iphone_pictures)")
-    parser.add_argument("--checkpoint", type=Path, default=None, help="R-Net weights for the rnet method")
-    parser.add_argument("--bfm", type=Path, default=None, help="BFM folder (default: the embedded model)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    parser.add_argument("--renderer", default="auto", choices=("auto", "torch", "nvdiffrast", "pytorch3d"),
-                        help="renderer backend (default auto)")
-    parser.add_argument("--iters", type=int, default=None,
+    defaults = BenchmarkOptions()
+    parser.add_argument("--checkpoint", type=Path, default=defaults.checkpoint,
+                        help="R-Net weights for the rnet method")
+    parser.add_argument("--bfm", type=Path, default=defaults.bfm, help="BFM folder (default: the embedded model)")
+    parser.add_argument("--device", default=defaults.device, help="cpu, cuda or auto (default)")
+    add_renderer_backend_option(parser, defaults.renderer_backend)
+    parser.add_argument("--iters", type=int, default=defaults.iterations,
                         help="fitting steps for fit and subject (default: the fit's schedule)")
-    parser.add_argument("--subjects", type=int, default=None, help="only the first N subjects")
-    parser.add_argument("--photos", type=int, default=None, help="only the first N photos of each subject")
+    parser.add_argument("--subjects", type=int, default=defaults.subjects, help="only the first N subjects")
+    parser.add_argument("--photos", type=int, default=defaults.photos,
+                        help="only the first N photos of each subject")
     parser.add_argument("--quick", action="store_true",
                         help=f"a tiny run: {QUICK_SUBJECTS} subjects x {QUICK_PHOTOS} photos, "
                              f"{QUICK_ITERATIONS} fitting steps (unless given)")
@@ -59,9 +63,9 @@ def run(args: argparse.Namespace) -> int:
         methods = [m for m in METHODS if m != "rnet" or args.checkpoint is not None]
     else:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    options = BenchmarkOptions(device=args.device, backend=args.renderer, checkpoint=args.checkpoint,
-                               bfm=args.bfm, iterations=args.iters, subjects=args.subjects,
-                               photos=args.photos, show_progress=not args.quiet)
+    options = BenchmarkOptions(device=args.device, renderer_backend=args.renderer_backend,
+                               checkpoint=args.checkpoint, bfm=args.bfm, iterations=args.iters,
+                               subjects=args.subjects, photos=args.photos, show_progress=not args.quiet)
     if args.quick:
         options.subjects = options.subjects or QUICK_SUBJECTS
         options.photos = options.photos or QUICK_PHOTOS

@@ -7,7 +7,8 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from faceset.commands.reconstruct import add_fit_options, add_model_options
+    from faceset.commands.fit_job import add_fit_options
+    from faceset.commands.reconstruct import add_model_options
 
     parser = subparsers.add_parser(
         "fit", help="refine reconstructions by analysis-by-synthesis (per photo or per subject)",
@@ -34,13 +35,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from faceset.subject import _run
-
-    from faceset.errors import prepare_output_dir
+    from faceset.commands.fit_job import FitJob
 
     if args.iters is not None and args.iters < 3:
         raise ValueError("--iters must be at least 3 (one step per pyramid level)")
-    if args.face_index < 0:
-        raise ValueError(f"--face must be 0 or more, got {args.face_index}")
-    prepare_output_dir(args.out)
-    return _run(args, joint=args.subject)
+    return FitJob.from_args(args, joint=args.subject).run()

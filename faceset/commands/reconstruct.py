@@ -1,58 +1,79 @@
-"""``faceset reconstruct``: per-image reconstruction of a photo folder (or a whole subject)."""
+"""``faceset reconstruct``: per-image reconstruction of a photo folder (or a whole subject).
+
+The parsed arguments become ``faceset.options.ReconstructOptions`` (and, with ``--subject``,
+a ``faceset.commands.fit_job.FitJob``) here, once; the defaults of the options come from
+those dataclasses.
+"""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+
+from faceset.options import (ARCHITECTURES, DETECTORS, LANDMARK_CHOICES, RENDERER_BACKENDS,
+                             ReconstructOptions)
+
+DEFAULTS = ReconstructOptions()
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by the commands that run the face model."""
-    parser.add_argument("--checkpoint", type=Path, default=None,
+    """Options shared by the commands that run the face model: one per field of
+    ``ReconstructOptions`` (``model_options`` converts them)."""
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULTS.checkpoint,
                         help="the original's R-Net checkpoint (epoch_20.pth); default: "
                              "landmark initialiser, no network")
-    parser.add_argument("--arch", default="resnet50", choices=("resnet50", "resnet18"),
-                        help="R-Net backbone of --checkpoint (default resnet50, the original's; "
+    parser.add_argument("--arch", default=DEFAULTS.arch, choices=ARCHITECTURES,
+                        help=f"R-Net backbone of --checkpoint (default {DEFAULTS.arch}, the original's; "
                              "as 'faceset train --arch' wrote it)")
-    parser.add_argument("--bfm", type=Path, default=None,
+    parser.add_argument("--bfm", type=Path, default=DEFAULTS.bfm,
                         help="BFM folder (01_MorphableModel.mat, Exp_Pca.bin and the original's "
                              "helper files; converted on first use) or BFM_model_front.mat; "
                              "default: the embedded procedural model")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    parser.add_argument("--batch-size", type=int, default=8, help="photos per batch (default 8)")
-    parser.add_argument("--renderer", default="auto", choices=("auto", "torch", "nvdiffrast", "pytorch3d"),
-                        help="rasterizer backend (default: nvdiffrast on CUDA when installed, else torch)")
-    parser.add_argument("--face", type=int, default=0, dest="face_index", metavar="N",
+    parser.add_argument("--device", default=DEFAULTS.device, help="cpu, cuda or auto (default)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
+                        help=f"photos per batch (default {DEFAULTS.batch_size})")
+    add_renderer_backend_option(parser, DEFAULTS.renderer_backend)
+    parser.add_argument("--face", type=int, default=DEFAULTS.face_index, dest="face_index", metavar="N",
                         help="with several faces in a photo: 0 = the largest (default), 1 = the "
                              "next...; the choice is noted in the summary")
-    parser.add_argument("--detector", default="mediapipe", choices=("mediapipe", "dlib", "insightface"),
+    parser.add_argument("--detector", default=DEFAULTS.detector, choices=DETECTORS,
                         help="face detector for photos without a detection file: mediapipe (default, "
                              "offline, 478 dense points; dlib where it finds no face), dlib (offline) "
                              "or insightface (extra; downloads its models at first use)")
-    parser.add_argument("--overwrite", action="store_true", help="redo photos whose outputs exist")
+    parser.add_argument("--landmarks", default=DEFAULTS.landmarks, choices=LANDMARK_CHOICES,
+                        help="landmark targets: auto (default: mediapipe's 478 points where every "
+                             "photo has them, else the 68) or 68 (the original's iBUG points)")
+    parser.add_argument("--slide-contour", action="store_true", default=DEFAULTS.slide_contour,
+                        help="the landmark initialiser's jaw-line points slide along the silhouette")
+    parser.add_argument("--no-exif-focal", dest="exif_focal", action="store_false",
+                        default=DEFAULTS.exif_focal,
+                        help="the original's camera for every photo, instead of each photo's own "
+                             "from its EXIF focal length where present")
+    parser.add_argument("--overwrite", action="store_true", default=DEFAULTS.overwrite,
+                        help="redo photos whose outputs exist")
 
 
-def add_fit_options(parser: argparse.ArgumentParser) -> None:
-    """Options of the analysis-by-synthesis fit (``--subject`` and ``faceset fit``)."""
-    parser.add_argument("--iters", type=int, default=None,
-                        help="total fitting steps over the pyramid levels (default 130)")
-    parser.add_argument("--identity", default="none", choices=("none", "dlib", "arcface"),
-                        help="add the identity-feature loss with this face-recognition network")
-    parser.add_argument("--arcface", type=Path, default=None,
-                        help="insightface backbone.pth for --identity arcface "
-                             "(default: $FACESET_ARCFACE)")
-    parser.add_argument("--no-silhouette", action="store_true",
-                        help="the original's photometric term only (the face's interior; by default "
-                             "the outline against the photo also counts)")
-    parser.add_argument("--no-contrast", action="store_true",
-                        help="without the log-contrast term (shading compared independently of the "
-                             "overall brightness; with --no-silhouette: the original's objective)")
-    parser.add_argument("--lpips", action="store_true",
-                        help="add LPIPS before / after to fit_report.json (lpips extra; fetches "
-                             "AlexNet weights at first use)")
+def add_renderer_backend_option(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--renderer-backend`` (also ``--renderer``): the option ``renderer_backend`` of every
+    options dataclass, handed to ``recon.render`` as its ``backend``."""
+    parser.add_argument("--renderer-backend", "--renderer", dest="renderer_backend", default=default,
+                        choices=RENDERER_BACKENDS, metavar="BACKEND",
+                        help=f"rasterizer backend: {', '.join(RENDERER_BACKENDS)} (default {default}: "
+                             "nvdiffrast on CUDA when installed, else torch)")
+
+
+def model_options(args: argparse.Namespace) -> ReconstructOptions:
+    """The ``add_model_options`` arguments as ReconstructOptions (checked)."""
+    options = ReconstructOptions(**{f.name: getattr(args, f.name) for f in fields(ReconstructOptions)})
+    if options.face_index < 0:
+        raise ValueError(f"--face must be 0 or more, got {options.face_index}")
+    return options
 
 
 def register(subparsers) -> None:
+    from faceset.commands.fit_job import add_fit_options
+
     parser = subparsers.add_parser(
         "reconstruct", help="reconstruct every photo of a folder",
         description="Reconstruct every *.jpg/*.png of IMG_DIR (using IMG_DIR/detections/<stem>.txt "
@@ -68,24 +89,32 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def options_from_args(args):
-    from faceset.pipeline import ReconstructOptions
-    return ReconstructOptions(checkpoint=args.checkpoint, bfm=args.bfm, device=args.device,
-                              batch_size=args.batch_size, overwrite=args.overwrite,
-                              backend=args.renderer, face_index=args.face_index,
-                              detector=args.detector, arch=getattr(args, "arch", "resnet50"))
+@dataclass
+class ReconstructCommand:
+    """``faceset reconstruct IMG_DIR --out OUT`` without ``--subject``."""
+
+    img_dir: Path
+    out: Path
+    options: ReconstructOptions = field(default_factory=ReconstructOptions)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "ReconstructCommand":
+        from faceset.commands.fit_job import refuse_fit_flags
+        refuse_fit_flags(args, "reconstruct without --subject fits nothing")
+        return cls(img_dir=args.img_dir, out=args.out, options=model_options(args))
+
+    def run(self) -> int:
+        from faceset.errors import prepare_output_dir
+        from faceset.pipeline import reconstruct_folder
+        prepare_output_dir(self.out)
+        report = reconstruct_folder(self.img_dir, self.out, self.options)
+        print(report.summary())
+        print(f"outputs in {self.out}")
+        return 1 if report.failed else 0
 
 
-def run(args) -> int:
-    from faceset.errors import prepare_output_dir
-    if args.face_index < 0:
-        raise ValueError(f"--face must be 0 or more, got {args.face_index}")
-    prepare_output_dir(args.out)
+def run(args: argparse.Namespace) -> int:
     if args.subject:
-        from faceset.subject import run_subject_command
-        return run_subject_command(args)
-    from faceset.pipeline import reconstruct_folder
-    report = reconstruct_folder(args.img_dir, args.out, options_from_args(args))
-    print(report.summary())
-    print(f"outputs in {args.out}")
-    return 1 if report.failed else 0
+        from faceset.commands.fit_job import FitJob
+        return FitJob.from_args(args, joint=True).run()
+    return ReconstructCommand.from_args(args).run()

@@ -7,6 +7,9 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
+    from faceset.commands.reconstruct import add_renderer_backend_option
+    from recon.training.config import ARCH_CHOICES, IDENTITY_CHOICES, TrainConfig
+
     parser = subparsers.add_parser(
         "train", help="train R-Net on photo folders with the original's hybrid loss",
         description="Train the coefficient regressor on photo folders whose photos have "
@@ -23,67 +26,72 @@ def register(subparsers) -> None:
                         help="photo folders")
     parser.add_argument("--out", type=Path, required=True, metavar="CKPT_DIR",
                         help="checkpoint folder (resumed when it holds checkpoints)")
-    parser.add_argument("--epochs", type=int, default=20, help="total epochs (default 20)")
-    parser.add_argument("--batch-size", type=int, default=32,
-                        help="images per step over all processes (default 32)")
-    parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
-    parser.add_argument("--lr-decay-epochs", type=int, default=10,
-                        help="multiply the learning rate by 0.2 every this many epochs (default 10)")
-    parser.add_argument("--arch", default="resnet50", choices=("resnet50", "resnet18"),
-                        help="R-Net backbone (default resnet50, the original's)")
-    parser.add_argument("--init", type=Path, default=None,
+    defaults = TrainConfig   # its class attributes are the field defaults (no instance: no torch)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs,
+                        help=f"total epochs (default {defaults.epochs})")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                        help=f"images per step over all processes (default {defaults.batch_size})")
+    parser.add_argument("--lr", type=float, default=defaults.lr,
+                        help=f"Adam learning rate (default {defaults.lr:g})")
+    parser.add_argument("--lr-decay-epochs", type=int, default=defaults.lr_decay_epochs,
+                        help=f"multiply the learning rate by {defaults.lr_decay_gamma:g} every this many "
+                             f"epochs (default {defaults.lr_decay_epochs})")
+    parser.add_argument("--arch", default=defaults.arch, choices=ARCH_CHOICES,
+                        help=f"R-Net backbone (default {defaults.arch}, the original's)")
+    parser.add_argument("--init", type=Path, default=defaults.init,
                         help="torchvision ImageNet weights for the backbone "
                              "(resnet50-0676ba61.pth, as the original); default: random")
-    parser.add_argument("--bfm", type=Path, default=None,
+    parser.add_argument("--bfm", type=Path, default=defaults.bfm,
                         help="BFM folder or BFM_model_front.mat; default: the embedded model")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    parser.add_argument("--renderer", default="auto",
-                        choices=("auto", "torch", "nvdiffrast", "pytorch3d"),
-                        help="rasterizer backend (default: nvdiffrast on CUDA when installed)")
-    parser.add_argument("--identity", default="dlib", choices=("dlib", "arcface", "none"),
-                        help="network of the identity-feature loss (default dlib, offline; "
+    parser.add_argument("--device", default=defaults.device, help="cpu, cuda or auto (default)")
+    add_renderer_backend_option(parser, defaults.renderer_backend)
+    parser.add_argument("--identity", default=defaults.identity, choices=IDENTITY_CHOICES,
+                        help=f"network of the identity-feature loss (default {defaults.identity}, offline; "
                              "arcface is the original's)")
-    parser.add_argument("--arcface", type=Path, default=None,
+    parser.add_argument("--arcface", type=Path, default=defaults.arcface,
                         help="insightface backbone.pth for --identity arcface "
                              "(default: $FACESET_ARCFACE)")
-    parser.add_argument("--no-augment", dest="augment", action="store_false",
+    parser.add_argument("--no-augment", dest="augment", action="store_false", default=defaults.augment,
                         help="turn off shift / scale / rotation / flip augmentation")
-    parser.add_argument("--workers", type=int, default=4,
-                        help="data loading processes (default 4)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of init, order and augmentation")
-    parser.add_argument("--log-every", type=int, default=100,
-                        help="iterations per loss_log.jsonl line (default 100)")
-    parser.add_argument("--val", type=Path, nargs="+", default=[], metavar="VAL_DIR",
+    parser.add_argument("--workers", type=int, default=defaults.workers,
+                        help=f"data loading processes (default {defaults.workers})")
+    parser.add_argument("--seed", type=int, default=defaults.seed,
+                        help="seed of init, order and augmentation")
+    parser.add_argument("--log-every", type=int, default=defaults.log_every,
+                        help=f"iterations per loss_log.jsonl line (default {defaults.log_every})")
+    parser.add_argument("--val", type=Path, nargs="+", default=[], metavar="VAL_DIR", dest="val_dirs",
                         help="photo folders (with landmarks/) scored after every epoch into "
                              "val_log.jsonl, plotted with the training loss in loss_curves.png")
-    parser.add_argument("--max-iters", type=int, default=None,
+    parser.add_argument("--max-iters", type=int, default=defaults.max_iters_per_epoch,
+                        dest="max_iters_per_epoch", metavar="N",
                         help="stop every epoch after this many iterations (smoke runs, timing)")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bars")
     parser.set_defaults(func=run)
 
 
+def train_config(args: argparse.Namespace):
+    """The parsed arguments as a TrainConfig: every field the parser has a flag for."""
+    from dataclasses import fields
+
+    from recon.training import TrainConfig
+    given = vars(args)
+    return TrainConfig(**{f.name: given[f.name] for f in fields(TrainConfig) if f.name in given})
+
+
 def run(args: argparse.Namespace) -> int:
     from faceset.errors import prepare_output_dir
-    from recon.losses import LossWeights
-    from recon.training import TrainConfig, train
+    from recon.training import train
 
     prepare_output_dir(args.out, "checkpoint folder")
-
-    config = TrainConfig(
-        data_dirs=list(args.data_dirs), out=args.out, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, lr_decay_epochs=args.lr_decay_epochs,
-        arch=args.arch, augment=args.augment, weights=LossWeights(), identity=args.identity,
-        arcface=args.arcface, bfm=args.bfm, init=args.init, device=args.device,
-        renderer=args.renderer, workers=args.workers, seed=args.seed,
-        log_every=args.log_every, max_iters_per_epoch=args.max_iters, val_dirs=list(args.val))
+    config = train_config(args)
     try:
         result = train(config, progress=args.progress)
     except KeyboardInterrupt:
         from faceset.errors import Interrupted
         from recon.training.checkpoint import epoch_checkpoints
-        done = max(epoch_checkpoints(args.out), default=0)
-        raise Interrupted(done, args.epochs, "epochs") from None
+        done = max(epoch_checkpoints(config.out), default=0)
+        raise Interrupted(done, config.epochs, "epochs") from None
     if result.checkpoint is not None:
         losses = ", ".join(f"{k} {v:.4g}" for k, v in result.last_losses.items())
         print(f"trained epochs {result.first_epoch}-{result.last_epoch} "

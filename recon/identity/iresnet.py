@@ -18,9 +18,10 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .. import constants as C
 from ..io import read_torch_file
 
-ARCFACE_INPUT_SIZE = 112        # side of the aligned ArcFace input
+ARCFACE_INPUT_SIZE = C.ARCFACE_SIZE
 ARCFACE_FEATURE_DIM = 512       # embedding size of arcface_torch backbones
 ARCFACE_ENV_VAR = "FACESET_ARCFACE"
 ARCFACE_LAYERS = {"r18": (2, 2, 2, 2), "r34": (3, 4, 6, 3), "r50": (3, 4, 14, 3),
@@ -79,7 +80,8 @@ class IResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1:] != (3, ARCFACE_INPUT_SIZE, ARCFACE_INPUT_SIZE):
-            raise ValueError(f"ArcFace input must be (B, 3, 112, 112), got {tuple(x.shape)}")
+            raise ValueError(f"ArcFace input must be (B, 3, {ARCFACE_INPUT_SIZE}, {ARCFACE_INPUT_SIZE}), "
+                             f"got {tuple(x.shape)}")
         x = self.prelu(self.bn1(self.conv1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         x = self.dropout(torch.flatten(self.bn2(x), 1))

@@ -23,13 +23,12 @@ from recon.standard_landmarks import five_point_template
 
 # The original stores its ArcFace template as float32; we use those exact values.
 ARCFACE_TEMPLATE = np.asarray(C.ARCFACE_TEMPLATE_112, dtype=np.float32).astype(np.float64)
-ARCFACE_SIZE = 112  # side of the ArcFace input
+ARCFACE_SIZE = C.ARCFACE_SIZE
 
 
 def _five_points(landmarks: np.ndarray) -> np.ndarray:
     if landmarks.shape[-2] == 68:
-        return five_point_template(landmarks) if landmarks.ndim == 2 else np.stack(
-            [five_point_template(item) for item in landmarks])
+        return five_point_template(landmarks)
     if landmarks.shape[-2] == 5:
         return landmarks
     raise ValueError(f"landmarks must be (..., 68, 2) or (..., 5, 2), got {landmarks.shape}")
@@ -87,8 +86,7 @@ def estimate_norm_torch(landmarks: torch.Tensor) -> torch.Tensor:
     if landmarks.ndim != 3 or landmarks.shape[1] not in (5, 68) or landmarks.shape[2] != 2:
         raise ValueError(f"landmarks must be (B, 68|5, 2), got {tuple(landmarks.shape)}")
     if landmarks.shape[1] == 68:
-        landmarks = torch.stack([landmarks[:, [36, 39]].mean(1), landmarks[:, [42, 45]].mean(1),
-                                 landmarks[:, 30], landmarks[:, 48], landmarks[:, 54]], dim=1)
+        landmarks = five_point_template(landmarks)
     target = torch.as_tensor(ARCFACE_TEMPLATE, dtype=landmarks.dtype, device=landmarks.device)
     p = landmarks - landmarks.mean(1, keepdim=True)
     q = target - target.mean(0)

@@ -17,13 +17,14 @@ from typing import Optional
 
 import torch
 
-from ..types import Camera, FaceGeometry
-from .backends import Rasterizer, make_rasterizer
+from ..types import Camera, FaceGeometry, TensorBatch
+from .backends import get_rasterizer
+from .base import Rasterizer
 from .projection import clip_space
 
 
 @dataclass
-class RenderOutput:
+class RenderOutput(TensorBatch):
     """Rendered images of a batch (channels first, row 0 at the top, background 0 unless
     one is given).
 
@@ -31,6 +32,21 @@ class RenderOutput:
     image (B, 3, H, W) float: interpolated colours x mask (+ background x (1 - mask));
     depth (B, 1, H, W) float: interpolated camera-space z (positive depth, model units) x mask;
     rast (B, H, W, 4): the raw rasterizer output (u, v, z/w, triangle_id + 1).
+
+    Like PyTorch3D's ``Fragments`` it can be indexed along the batch (an int keeps the
+    batch dimension, as ``Coeffs`` and ``FaceGeometry`` do), detached and moved.
+
+    Examples:
+        >>> from recon.face_model import FaceModel
+        >>> from recon.models.procedural import build_embedded_model
+        >>> from recon.types import Coeffs
+        >>> model = FaceModel(build_embedded_model(resolution=40))
+        >>> out = MeshRenderer(backend="torch").render(model.compute(Coeffs.zeros(2, model.coeff_sizes)),
+        ...                                           model.triangles)
+        >>> out.image.shape, out[1].mask.shape, out.batch_size
+        (torch.Size([2, 3, 224, 224]), torch.Size([1, 1, 224, 224]), 2)
+        >>> bool(out.mask.sum() > 0), out.detach().image.requires_grad
+        (True, False)
     """
 
     mask: torch.Tensor
@@ -43,8 +59,8 @@ class MeshRenderer:
     """Renders FaceGeometry with the original's projection (`clip_space`) at the camera's size.
 
     camera: the pinhole (default: the original's 1015 / 112 / 224^2, z range 5..15).
-    backend: "auto", "torch", "nvdiffrast" or "pytorch3d"; the rasterizer is created on the
-    first render, on that batch's device (so one renderer serves one device).
+    backend: "auto", "torch", "nvdiffrast" or "pytorch3d"; the rasterizer of each device is
+    created once and shared (``recon.render.get_rasterizer``).
     antialias: apply silhouette antialiasing to image and mask (gives visibility gradients).
     nvdiffrast_context: "cuda" or "gl" when the nvdiffrast backend is used.
     """
@@ -55,12 +71,10 @@ class MeshRenderer:
         self.backend = backend
         self.antialias = antialias
         self.nvdiffrast_context = nvdiffrast_context
-        self._rasterizer: Optional[Rasterizer] = None
 
     def rasterizer(self, device: torch.device) -> Rasterizer:
-        if self._rasterizer is None:
-            self._rasterizer = make_rasterizer(self.backend, device, self.nvdiffrast_context)
-        return self._rasterizer
+        """The backend's rasterizer for ``device`` (made on first use, then shared)."""
+        return get_rasterizer(self.backend, device, self.nvdiffrast_context)
 
     def render(self, geometry: FaceGeometry, triangles: torch.Tensor,
                colors: Optional[torch.Tensor] = None,

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import torch
 
-from .torch_backend import check_clip_pos, check_rast, check_resolution, check_tris
+from .base import Rasterizer
 
 CONTEXTS = ("cuda", "gl")
 
@@ -56,20 +56,21 @@ def _require_cuda(name: str, tensor: torch.Tensor) -> None:
         raise ValueError(f"nvdiffrast backend: {name} must be a CUDA tensor, got device {tensor.device}")
 
 
-class NvdiffrastRasterizer:
-    """nvdiffrast's three calls behind this package's interface.
+class NvdiffrastRasterizer(Rasterizer):
+    """nvdiffrast's three calls behind this package's interface (inputs checked by `Rasterizer`).
 
     context: "cuda" (RasterizeCudaContext, nvdiffrast >= 0.3) or "gl" (RasterizeGLContext,
-    needs EGL; the original's default). The context is created lazily on the first call,
-    on the device of the first tensors, and reused.
+    needs EGL; the original's default). The context is created on the first call, on the
+    device of the first tensors, and reused (``recon.render`` keeps one rasterizer per
+    backend, device and context).
     """
 
     def __init__(self, context: str = "cuda") -> None:
+        super().__init__()
         if context not in CONTEXTS:
             raise ValueError(f"nvdiffrast context must be one of {CONTEXTS}, got {context!r}")
         self.context_kind = context
         self._context: Optional[Any] = None
-        self._topology: Optional[tuple[torch.Tensor, Any]] = None
 
     def _context_for(self, device: torch.device):
         if self._context is None:
@@ -81,39 +82,32 @@ class NvdiffrastRasterizer:
                 self._context = dr.RasterizeGLContext(output_db=False, device=device)
         return self._context
 
-    def rasterize(self, clip_pos: torch.Tensor, tris: torch.Tensor, resolution) -> torch.Tensor:
+    def _rasterize(self, clip_pos: torch.Tensor, tris: torch.Tensor, resolution) -> torch.Tensor:
         """(B, V, 4) clip, (F, 3) int, (H, W) -> rast (B, H, W, 4) float32 (u, v, z/w, id + 1)."""
-        check_clip_pos(clip_pos)
-        check_tris(tris, clip_pos.shape[1])
         _require_cuda("clip_pos", clip_pos)
         dr = _import()
         rast, _ = dr.rasterize(self._context_for(clip_pos.device), clip_pos.float().contiguous(),
                                tris.to(device=clip_pos.device, dtype=torch.int32).contiguous(),
-                               check_resolution(resolution), grad_db=False)
+                               resolution, grad_db=False)
         return rast
 
-    def interpolate(self, attr: torch.Tensor, rast: torch.Tensor, tris: torch.Tensor) -> torch.Tensor:
-        """(B, V, C) or (V, C) attributes -> (B, H, W, C) float32 image of attributes."""
-        check_rast(rast)
+    def _interpolate(self, attr: torch.Tensor, rast: torch.Tensor, tris: torch.Tensor) -> torch.Tensor:
+        """(B, V, C) attributes -> (B, H, W, C) float32 image of attributes."""
         _require_cuda("rast", rast)
-        if attr.ndim == 2:
-            attr = attr[None]
-        if attr.shape[0] == 1 and rast.shape[0] != 1:
-            attr = attr.expand(rast.shape[0], -1, -1)
         dr = _import()
         out, _ = dr.interpolate(attr.float().contiguous(), rast.float().contiguous(),
                                 tris.to(device=rast.device, dtype=torch.int32).contiguous())
         return out
 
-    def antialias(self, color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor,
-                  tris: torch.Tensor) -> torch.Tensor:
-        """nvdiffrast.antialias; the topology hash is cached for an unchanged tris tensor."""
-        check_rast(rast)
+    def topology_hash(self, tris: torch.Tensor):
+        """nvdiffrast's ``antialias_construct_topology_hash`` of tris (F, 3) on CUDA."""
+        _require_cuda("tris", tris)
+        return _import().antialias_construct_topology_hash(tris.to(torch.int32).contiguous())
+
+    def _antialias(self, color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor,
+                   tris: torch.Tensor, topology_hash) -> torch.Tensor:
+        """nvdiffrast.antialias with the given topology hash."""
         _require_cuda("color", color)
-        dr = _import()
         tris32 = tris.to(device=rast.device, dtype=torch.int32).contiguous()
-        if self._topology is None or not (self._topology[0].shape == tris32.shape
-                                          and torch.equal(self._topology[0], tris32)):
-            self._topology = (tris32, dr.antialias_construct_topology_hash(tris32))
-        return dr.antialias(color.float().contiguous(), rast.float().contiguous(),
-                            clip_pos.float().contiguous(), tris32, topology_hash=self._topology[1])
+        return _import().antialias(color.float().contiguous(), rast.float().contiguous(),
+                                   clip_pos.float().contiguous(), tris32, topology_hash=topology_hash)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from . import torch_backend
-from .torch_backend import check_clip_pos, check_resolution, check_tris
+from .base import Rasterizer
 
 
 def is_available() -> bool:
@@ -39,24 +39,24 @@ def _import():
     return rasterize_meshes, Meshes
 
 
-class PyTorch3DRasterizer:
-    """PyTorch3D visibility with nvdiffrast's rast layout (u, v, z/w, id + 1)."""
+class PyTorch3DRasterizer(Rasterizer):
+    """PyTorch3D visibility with nvdiffrast's rast layout (u, v, z/w, id + 1); inputs
+    checked by `Rasterizer`."""
 
     def __init__(self, bin_size: int | None = None, max_faces_per_bin: int | None = None) -> None:
+        super().__init__()
         # PyTorch3D's own defaults (None: heuristic coarse-to-fine bins on CUDA, naive on
         # CPU); dense meshes may need a larger max_faces_per_bin, or bin_size=0 (naive).
         self.bin_size = bin_size
         self.max_faces_per_bin = max_faces_per_bin
 
-    def rasterize(self, clip_pos: torch.Tensor, tris: torch.Tensor, resolution) -> torch.Tensor:
+    def _rasterize(self, clip_pos: torch.Tensor, tris: torch.Tensor, resolution) -> torch.Tensor:
         """(B, V, 4) clip, (F, 3) int, (H, W) -> rast (B, H, W, 4) of clip_pos's dtype.
 
         Triangles with a vertex at w <= 0 are dropped (as the built-in backend does); pixels
         whose z/w falls outside [-1, 1] are cleared.
         """
-        check_clip_pos(clip_pos)
-        check_tris(tris, clip_pos.shape[1])
-        height, width = check_resolution(resolution)
+        height, width = resolution
         rasterize_meshes, Meshes = _import()
         tris = tris.to(device=clip_pos.device, dtype=torch.int64)
         batch, num_tris = clip_pos.shape[0], tris.shape[0]
@@ -94,9 +94,12 @@ class PyTorch3DRasterizer:
         denominator = (bary * corner[..., 3]).sum(-1)
         return numerator / torch.where(denominator == 0, torch.ones_like(denominator), denominator)
 
-    def interpolate(self, attr: torch.Tensor, rast: torch.Tensor, tris: torch.Tensor) -> torch.Tensor:
+    def _interpolate(self, attr: torch.Tensor, rast: torch.Tensor, tris: torch.Tensor) -> torch.Tensor:
         return torch_backend.interpolate(attr, rast, tris)
 
-    def antialias(self, color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor,
-                  tris: torch.Tensor) -> torch.Tensor:
-        return torch_backend.antialias(color, rast, clip_pos, tris)
+    def topology_hash(self, tris: torch.Tensor) -> torch_backend.Topology:
+        return torch_backend.build_topology(tris)
+
+    def _antialias(self, color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor,
+                   tris: torch.Tensor, topology_hash: torch_backend.Topology) -> torch.Tensor:
+        return torch_backend.antialias(color, rast, clip_pos, tris, topology=topology_hash)

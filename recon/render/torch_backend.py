@@ -40,42 +40,6 @@ TRIANGLES_PER_PASS = 1 << 17  # (batch item, triangle) pairs set up together in 
 
 
 # --------------------------------------------------------------------------------------
-# Input checks
-
-
-def check_clip_pos(clip_pos: torch.Tensor) -> None:
-    if not isinstance(clip_pos, torch.Tensor) or clip_pos.ndim != 3 or clip_pos.shape[-1] != 4:
-        raise ValueError(f"clip_pos must be a (B, V, 4) tensor, got "
-                         f"{tuple(clip_pos.shape) if isinstance(clip_pos, torch.Tensor) else type(clip_pos)}")
-    if not clip_pos.is_floating_point():
-        raise ValueError(f"clip_pos must be floating point, got {clip_pos.dtype}")
-
-
-def check_tris(tris: torch.Tensor, num_vertices: int) -> None:
-    if not isinstance(tris, torch.Tensor) or tris.ndim != 2 or tris.shape[1] != 3:
-        raise ValueError(f"tris must be an (F, 3) integer tensor, got "
-                         f"{tuple(tris.shape) if isinstance(tris, torch.Tensor) else type(tris)}")
-    if tris.is_floating_point() or tris.dtype == torch.bool:
-        raise ValueError(f"tris must hold integer vertex indices, got {tris.dtype}")
-    if tris.numel() and (int(tris.min()) < 0 or int(tris.max()) >= num_vertices):
-        raise ValueError(f"tris index vertices outside [0, {num_vertices}): "
-                         f"min {int(tris.min())}, max {int(tris.max())}")
-
-
-def check_resolution(resolution) -> tuple[int, int]:
-    height, width = (int(r) for r in resolution)
-    if height <= 0 or width <= 0:
-        raise ValueError(f"resolution must be two positive integers (H, W), got {resolution}")
-    return height, width
-
-
-def check_rast(rast: torch.Tensor) -> None:
-    if not isinstance(rast, torch.Tensor) or rast.ndim != 4 or rast.shape[-1] != 4:
-        raise ValueError(f"rast must be (B, H, W, 4) as returned by rasterize, got "
-                         f"{tuple(rast.shape) if isinstance(rast, torch.Tensor) else type(rast)}")
-
-
-# --------------------------------------------------------------------------------------
 # Rasterize
 
 
@@ -269,7 +233,8 @@ def perspective_barycentrics(corners: torch.Tensor, ndc_x: torch.Tensor, ndc_y: 
 def rasterize(clip_pos: torch.Tensor, tris: torch.Tensor, resolution,
               max_pairs: int = DEFAULT_MAX_PAIRS,
               triangles_per_pass: Optional[int] = None) -> torch.Tensor:
-    """Rasterize triangles (instance mode): see `recon.render.rasterize` for the contract.
+    """Rasterize triangles (instance mode): see `recon.render.rasterize` for the contract
+    (and the input checks, which run there, once for every backend).
 
     clip_pos (B, V, 4) float clip space; tris (F, 3) int; resolution (H, W).
     Returns rast (B, H, W, 4) of clip_pos's dtype: (u, v, z/w, triangle_id + 1), zeros on
@@ -279,9 +244,7 @@ def rasterize(clip_pos: torch.Tensor, tris: torch.Tensor, resolution,
     default TRIANGLES_PER_PASS on CPU, the whole batch on CUDA).
     Neither changes the result. Triangle ids are exact in float32 up to 2^24 triangles.
     """
-    check_clip_pos(clip_pos)
-    check_tris(tris, clip_pos.shape[1])
-    height, width = check_resolution(resolution)
+    height, width = (int(r) for r in resolution)
     tris = tris.to(device=clip_pos.device, dtype=torch.int64)
     batch, num_verts = clip_pos.shape[:2]
     pixel, tri = _visible_triangles(clip_pos, tris, height, width, max_pairs, triangles_per_pass)
@@ -305,7 +268,7 @@ def rasterize(clip_pos: torch.Tensor, tris: torch.Tensor, resolution,
 # Interpolate
 
 
-def _broadcast_attr(attr: torch.Tensor, batch: int) -> torch.Tensor:
+def broadcast_attr(attr: torch.Tensor, batch: int) -> torch.Tensor:
     if attr.ndim == 2:
         attr = attr[None]
     if attr.ndim != 3:
@@ -332,10 +295,8 @@ def interpolate(attr: torch.Tensor, rast: torch.Tensor, tris: torch.Tensor) -> t
     attr (B, V, C) or (V, C) float; rast (B, H, W, 4); tris (F, 3) int.
     Returns (B, H, W, C): u a0 + v a1 + (1 - u - v) a2 on covered pixels, 0 elsewhere.
     """
-    check_rast(rast)
     batch, height, width = rast.shape[:3]
-    attr = _broadcast_attr(attr, batch)
-    check_tris(tris, attr.shape[1])
+    attr = broadcast_attr(attr, batch)
     tris = tris.to(device=rast.device, dtype=torch.int64)
     pixel, item, tri = covered_pixels(rast)
     if tri.numel() and int(tri.max()) >= tris.shape[0]:
@@ -492,12 +453,6 @@ def antialias(color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor, t
     color (B, H, W, C) float; rast (B, H, W, 4) from rasterize with the same clip_pos (B, V, 4)
     and tris (F, 3). Returns (B, H, W, C), differentiable in color and clip_pos.
     """
-    check_rast(rast)
-    check_clip_pos(clip_pos)
-    check_tris(tris, clip_pos.shape[1])
-    if color.ndim != 4 or color.shape[:3] != rast.shape[:3]:
-        raise ValueError(f"color must be (B, H, W, C) matching rast {tuple(rast.shape[:3])}, "
-                         f"got {tuple(color.shape)}")
     tris = tris.to(device=rast.device, dtype=torch.int64)
     topology = topology or build_topology(tris)
     batch, height, width, channels = color.shape

@@ -1,14 +1,23 @@
 """R-Net training with the original's hybrid loss (SPEC 5-7): data, augmentation, loss,
-checkpoints, the loop and torchrun support. ``train(TrainConfig(...))`` runs it."""
+checkpoints, the loop and torchrun support. ``train(TrainConfig(...))`` runs it.
 
-from .augment import AugmentParams, augment, draw_params
-from .checkpoint import load_training_state, resume_path, save_checkpoint
-from .config import TrainConfig
-from .data import FaceTrainingSet, discover, read_landmark_file
-from .loop import TrainResult, Trainer, train
-from .objective import BatchLoss, HybridLoss
+The names below load their module on first use (PEP 562), so that ``recon.training.config``
+(the CLI's defaults) can be read without importing torch."""
 
-__all__ = ["AugmentParams", "BatchLoss", "FaceTrainingSet", "HybridLoss", "TrainConfig",
-           "TrainResult", "Trainer", "augment", "discover", "draw_params",
-           "load_training_state", "read_landmark_file", "resume_path", "save_checkpoint",
-           "train"]
+from __future__ import annotations
+
+import importlib
+
+_HOMES = {"AugmentParams": "augment", "augment": "augment", "draw_params": "augment",
+          "load_training_state": "checkpoint", "resume_path": "checkpoint",
+          "save_checkpoint": "checkpoint", "TrainConfig": "config", "FaceTrainingSet": "data",
+          "discover": "data", "read_landmark_file": "data", "TrainResult": "loop",
+          "Trainer": "loop", "train": "loop", "BatchLoss": "objective", "HybridLoss": "objective"}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from recon.losses import LossWeights
+if TYPE_CHECKING:
+    from recon.losses import LossWeights
 
 IDENTITY_CHOICES = ("dlib", "arcface", "none")
 ARCH_CHOICES = ("resnet50", "resnet18")
+
+
+def _original_weights() -> "LossWeights":
+    """The original's loss weights (imported here: this module stays free of torch, so the
+    CLI reads its defaults before torch loads)."""
+    from recon.losses import LossWeights
+    return LossWeights()
 
 
 @dataclass
@@ -39,13 +47,13 @@ class TrainConfig:
     lr_decay_gamma: float = 0.2
     arch: str = "resnet50"
     augment: bool = True
-    weights: LossWeights = field(default_factory=LossWeights)
+    weights: LossWeights = field(default_factory=_original_weights)
     identity: str = "dlib"
     arcface: Optional[Path] = None
     bfm: Optional[Path] = None
     init: Optional[Path] = None
     device: str = "auto"
-    renderer: str = "auto"
+    renderer_backend: str = "auto"   # recon.render backend name (see recon.constants.RENDERER_BACKENDS)
     workers: int = 4
     seed: int = 0
     log_every: int = 100

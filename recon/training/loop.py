@@ -204,7 +204,7 @@ class Trainer:
 
     def _renderer(self):
         from recon.render import MeshRenderer
-        return MeshRenderer(self.face_model.camera, backend=self.config.renderer)
+        return MeshRenderer(self.face_model.camera, backend=self.config.renderer_backend)
 
     def _identity_encoder(self):
         if self.config.identity == "none":

@@ -1,6 +1,6 @@
 """Benchmark of the identity encoders: agreement with dlib, identity separation, speed.
 
-    python -m recon.identity.benchmark --examples PATH/TO/examples --device cpu \
+    PYTHONPATH=. python3 benchmarks/identity_encoders.py --examples PATH/TO/examples --device cpu \
         [--save-reference ref.npz | --reference ref.npz] [--out table.md]
 
 With dlib installed, the example photos are detected and landmarked with dlib and their
@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from recon.constants import FLIP_PERM_68  # iBUG 68 left-right permutation
-
-from .dlib_resnet import DlibFaceResNet, default_dlib_model_path
-from .encoder import ArcFaceIdentityEncoder, DlibIdentityEncoder
-from .iresnet import IResNet
-from .loss import identity_loss
+from recon.identity.dlib_resnet import DlibFaceResNet, default_dlib_model_path
+from recon.identity.encoder import ArcFaceIdentityEncoder, DlibIdentityEncoder
+from recon.identity.iresnet import IResNet
+from recon.identity.loss import identity_loss
+from recon.preprocess.align import PHOTO_SUFFIXES
 
 
 @dataclass
@@ -73,7 +73,7 @@ def build_reference(examples: Path) -> Reference:
             parts.append(dlib.point(int(x), int(y)))
         return dlib.full_object_detection(dlib.rectangle(0, 0, 223, 223), parts)
 
-    for path in sorted(examples.glob("*.jpg")):
+    for path in sorted(p for p in examples.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES):
         image = np.asarray(Image.open(path).convert("RGB"))
         boxes = detector(image, 1)
         if len(boxes) != 1:
@@ -228,7 +228,7 @@ def speed_rows(device: str, reference: Optional[Reference], model: Optional[Path
 
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--examples", type=Path, help="folder of example .jpg photos")
+    parser.add_argument("--examples", type=Path, help="folder of example photos (.jpg, .jpeg, .png)")
     parser.add_argument("--reference", type=Path, help="reference .npz from --save-reference")
     parser.add_argument("--save-reference", type=Path)
     parser.add_argument("--device", default="cpu")

@@ -1,0 +1,62 @@
+"""The options of the per-image job and of ``faceset benchmark``, free of torch so that the
+CLI takes its defaults from them before torch loads (``recon.threads`` must run first:
+OpenMP reads its wait policy when torch loads). ``faceset.pipeline`` and
+``faceset.benchmark`` re-export them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from recon.constants import RENDERER_BACKENDS
+
+DETECTORS = ("mediapipe", "dlib", "insightface")
+LANDMARK_CHOICES = ("auto", "68")
+ARCHITECTURES = ("resnet50", "resnet18")
+
+
+@dataclass
+class ReconstructOptions:
+    """How photos are reconstructed (``faceset reconstruct``; the model part of the fit jobs).
+
+    renderer_backend: the rasterizer, one of ``RENDERER_BACKENDS`` (``recon.render``'s
+    ``backend``); landmarks: "auto" (mediapipe's 478 points where every photo has them,
+    else the 68) or "68"; slide_contour: the initialiser's jaw-line points slide along the
+    silhouette; exif_focal: each photo's camera from its EXIF focal length where present.
+    """
+
+    checkpoint: Optional[Path] = None   # the original's epoch_20.pth; None: landmark fit
+    bfm: Optional[Path] = None          # BFM folder or BFM_model_front.mat; None: embedded
+    device: str = "auto"
+    batch_size: int = 8
+    overwrite: bool = False
+    renderer_backend: str = "auto"
+    arch: str = "resnet50"
+    face_index: int = 0                 # with several faces: 0 = the largest, 1 = next...
+    detector: str = "mediapipe"         # or "dlib", or "insightface" (optional extra, downloads models)
+    landmarks: str = "auto"
+    slide_contour: bool = False
+    exif_focal: bool = True
+
+
+# ``faceset benchmark``: its methods, and what --quick runs (a tiny set, a short fit).
+METHODS = ("mean-face", "landmarks", "rnet", "fit", "subject", "aggregate-mean",
+           "aggregate-confidence")
+QUICK_SUBJECTS, QUICK_PHOTOS, QUICK_ITERATIONS = 2, 3, 12
+
+
+@dataclass
+class BenchmarkOptions:
+    """device, renderer backend, R-Net checkpoint and BFM folder (as ``reconstruct``);
+    iterations: fitting steps (None: the default schedule); subjects / photos: keep only
+    the first N of each (None: all)."""
+
+    device: str = "auto"
+    renderer_backend: str = "auto"
+    checkpoint: Optional[Path] = None
+    bfm: Optional[Path] = None
+    iterations: Optional[int] = None
+    subjects: Optional[int] = None
+    photos: Optional[int] = None
+    show_progress: bool = True
