@@ -11,7 +11,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="the original's R-Net checkpoint (epoch_20.pth); default: "
                              "landmark initialiser, no network")
-    parser.add_argument("--arch", default="resnet50", choices=("resnet50", "resnet18"),
+    parser.add_argument("--arch", default="resnet50", choices=("resnet50", "resnet18", "mobilenet_v3_small"),
                         help="R-Net backbone of --checkpoint (default resnet50, the original's; "
                              "as 'faceset train --arch' wrote it)")
     parser.add_argument("--bfm", type=Path, default=None,

@@ -29,8 +29,9 @@ def register(subparsers) -> None:
     parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
     parser.add_argument("--lr-decay-epochs", type=int, default=10,
                         help="multiply the learning rate by 0.2 every this many epochs (default 10)")
-    parser.add_argument("--arch", default="resnet50", choices=("resnet50", "resnet18"),
-                        help="R-Net backbone (default resnet50, the original's)")
+    parser.add_argument("--arch", default="resnet50", choices=("resnet50", "resnet18", "mobilenet_v3_small"),
+                        help="R-Net backbone (default resnet50, the original's; resnet18 and "
+                             "mobilenet_v3_small are small ones for CPU training)")
     parser.add_argument("--init", type=Path, default=None,
                         help="torchvision ImageNet weights for the backbone "
                              "(resnet50-0676ba61.pth, as the original); default: random")

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Optional
 
 from recon.losses import LossWeights
+from recon.rnet import ARCH_CHOICES
 
 IDENTITY_CHOICES = ("dlib", "arcface", "none")
-ARCH_CHOICES = ("resnet50", "resnet18")
 
 
 @dataclass

@@ -60,7 +60,8 @@ def load_imagenet_backbone(net: ReconNet, path: Path) -> None:
                                 f"file (resnet50-0676ba61.pth for resnet50)")
     state = read_torch_file(path)
     try:
-        net.backbone.load_state_dict({k: v for k, v in state.items() if "fc" not in k})
+        net.backbone.load_state_dict({k: v for k, v in state.items()
+                                      if not k.startswith(("fc.", "classifier."))})
     except (AttributeError, RuntimeError) as err:
         raise ValueError(f"{path}: not torchvision weights for this backbone ({err})") from err
 
