@@ -57,6 +57,13 @@ def register(subparsers) -> None:
     parser.add_argument("--val", type=Path, nargs="+", default=[], metavar="VAL_DIR",
                         help="photo folders (with landmarks/) scored after every epoch into "
                              "val_log.jsonl, plotted with the training loss in loss_curves.png")
+    parser.add_argument("--vertex-weight", type=float, default=0.0,
+                        help="weight (per mm^2) of a supervised 3-D vertex term on photos whose "
+                             "truth/subject.mat holds model_vertices_mm ('faceset synth --realism "
+                             "photo'); default 0: the original's loss only")
+    parser.add_argument("--landmark3d-weight", type=float, default=0.0,
+                        help="weight (per mm^2) of a supervised 3-D term on the 68 landmark "
+                             "vertices, on the same photos (default 0)")
     parser.add_argument("--max-iters", type=int, default=None,
                         help="stop every epoch after this many iterations (smoke runs, timing)")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
@@ -77,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         arch=args.arch, augment=args.augment, weights=LossWeights(), identity=args.identity,
         arcface=args.arcface, bfm=args.bfm, init=args.init, device=args.device,
         renderer=args.renderer, workers=args.workers, seed=args.seed,
-        log_every=args.log_every, max_iters_per_epoch=args.max_iters, val_dirs=list(args.val))
+        log_every=args.log_every, max_iters_per_epoch=args.max_iters, val_dirs=list(args.val),
+        vertex_weight=args.vertex_weight, landmark3d_weight=args.landmark3d_weight)
     try:
         result = train(config, progress=args.progress)
     except KeyboardInterrupt:
