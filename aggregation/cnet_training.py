@@ -241,6 +241,7 @@ class CNetTrainer:
         windows of this call."""
         from tqdm import tqdm
         config, out = self.config, Path(self.config.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
         log_path = out.with_name(out.name + ".log.jsonl")
         windows, window = [], []
         for step in tqdm(range(self.steps_done, config.steps), desc="C-Net", disable=not progress):
@@ -257,9 +258,7 @@ class CNetTrainer:
         return windows
 
     def save(self, step: int) -> Path:
-        out = Path(self.config.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        return save_cnet(out, self.cnet, self.rnet_info, optimizer=self.optimizer.state_dict(),
+        return save_cnet(self.config.out, self.cnet, self.rnet_info, optimizer=self.optimizer.state_dict(),
                          step=step, train_config={k: str(v) for k, v in asdict(self.config).items()})
 
 

@@ -221,3 +221,17 @@ def test_aggregate_command_on_a_reconstruct_output(tmp_path, photo_sets, face_mo
     assert main(args[:6]) == 2
     (results / "zz_broken.mat").write_bytes(b"not a mat file")
     assert main(["aggregate", str(results), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_train_cnet_command_saves_by_name(tmp_path, photo_sets, face_model, monkeypatch):
+    from faceset.cli import main
+    monkeypatch.setenv("FACESET_CACHE", str(tmp_path / "cache"))
+    rnet = spread_rnet(photo_sets)
+    torch.save({"net_recon": rnet.state_dict()}, tmp_path / "rnet.pth")
+    base = ["train-cnet", str(photo_sets), "--checkpoint", str(tmp_path / "rnet.pth"), "--arch", "resnet18",
+            "--name", "cli", "--renderer", "torch", "--no-progress", "--log-every", "1"]
+    assert main(base + ["--steps", "2", "--max-photos", "2"]) == 0
+    _, record = load_cnet("cli")
+    check_rnet(record, rnet, "cli")
+    assert len((cnet_dir() / "cli.pth.log.jsonl").read_text().splitlines()) == 2
+    assert main(base + ["--steps", "2", "--min-photos", "3", "--max-photos", "2"]) == 2
