@@ -11,7 +11,7 @@ from faceset.errors import run_command
 
 # Subcommand modules, in the order --help lists them.
 COMMANDS = ("demo", "reconstruct", "fit", "train", "synth", "evaluate", "compare", "benchmark",
-            "convert_bfm")
+            "convert_bfm", "aggregate", "train_cnet")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from recon.constants import RENDERER_BACKENDS
+from recon.constants import RENDERER_BACKENDS, RNET_ARCHITECTURES
 
 DETECTORS = ("mediapipe", "dlib", "insightface")
 LANDMARK_CHOICES = ("auto", "68")
-ARCHITECTURES = ("resnet50", "resnet18")
+ARCHITECTURES = RNET_ARCHITECTURES
 
 
 @dataclass

@@ -81,3 +81,6 @@ FLIP_PERM_68 = (
 # Rasterizer backends of recon.render, by the name every option and CLI flag uses
 # ("auto": nvdiffrast on CUDA when installed, else the built-in torch backend).
 RENDERER_BACKENDS = ("auto", "torch", "nvdiffrast", "pytorch3d")
+
+# R-Net backbones: the original's ResNet-50 and two small ones for CPU training (recon.rnet).
+RNET_ARCHITECTURES = ("resnet50", "resnet18", "mobilenet_v3_small")

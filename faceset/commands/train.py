@@ -62,6 +62,13 @@ def register(subparsers) -> None:
     parser.add_argument("--val", type=Path, nargs="+", default=[], metavar="VAL_DIR", dest="val_dirs",
                         help="photo folders (with landmarks/) scored after every epoch into "
                              "val_log.jsonl, plotted with the training loss in loss_curves.png")
+    parser.add_argument("--vertex-weight", type=float, default=defaults.vertex_weight,
+                        help="weight (per mm^2) of a supervised 3-D vertex term on photos whose "
+                             "truth/subject.mat holds model_vertices_mm ('faceset synth --realism "
+                             "photo'); default 0: the original's loss only")
+    parser.add_argument("--landmark3d-weight", type=float, default=defaults.landmark3d_weight,
+                        help="weight (per mm^2) of a supervised 3-D term on the 68 landmark "
+                             "vertices, on the same photos (default 0)")
     parser.add_argument("--max-iters", type=int, default=defaults.max_iters_per_epoch,
                         dest="max_iters_per_epoch", metavar="N",
                         help="stop every epoch after this many iterations (smoke runs, timing)")

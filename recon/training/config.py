@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Optional
 if TYPE_CHECKING:
     from recon.losses import LossWeights
 
+from recon.constants import RNET_ARCHITECTURES as ARCH_CHOICES
+
 IDENTITY_CHOICES = ("dlib", "arcface", "none")
-ARCH_CHOICES = ("resnet50", "resnet18")
 
 
 def _original_weights() -> "LossWeights":
@@ -35,6 +36,9 @@ class TrainConfig:
     max_iters_per_epoch: stop each epoch early (smoke runs and timing); None = full epochs.
     val_dirs: photo folders scored after every epoch (no augmentation, the network in eval
     mode, no gradient) into ``val_log.jsonl``; empty = no validation pass.
+    vertex_weight, landmark3d_weight: weights (per mm^2) of the supervised shape terms on
+    photos whose generator wrote the truth (``recon.training.supervision``); 0 = off, the
+    original's loss.
     """
 
     data_dirs: list[Path]
@@ -60,6 +64,12 @@ class TrainConfig:
     save_latest_every: int = 5000
     max_iters_per_epoch: Optional[int] = None
     val_dirs: list[Path] = field(default_factory=list)
+    vertex_weight: float = 0.0
+    landmark3d_weight: float = 0.0
+
+    @property
+    def supervised(self) -> bool:
+        return self.vertex_weight > 0 or self.landmark3d_weight > 0
 
     def validate(self) -> "TrainConfig":
         if not self.data_dirs:
@@ -71,6 +81,9 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "lr_decay_epochs", "log_every", "save_latest_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("vertex_weight", "landmark3d_weight"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.workers < 0:

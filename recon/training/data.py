@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ from recon.preprocess.detections import LANDMARK_FOLDER, landmark_file_for, read
 from recon.preprocess.skin import skin_mask_image
 
 from .augment import augment, draw_params
+from .supervision import read_truth
 
 MASK_FOLDER = "mask"
 
@@ -113,13 +114,20 @@ class FaceTrainingSet(torch.utils.data.Dataset):
     Item: dict with ``image`` (3, 224, 224) float32 RGB in [0, 1]; ``mask`` (1, 224, 224)
     float32 skin attention in [0, 1]; ``landmarks`` (68, 2) float32 y-down crop pixels;
     ``index`` int. Call ``set_epoch`` before each epoch so the augmentation draws change.
+
+    truth_sizes: (V, n_exp) of the face model to add the generator's shape truth
+    (``recon.training.supervision``): ``truth_neutral`` (V, 3) float32 dm, ``truth_exp``
+    (n_exp,) float32, ``has_truth`` bool (zeros and False for a photo without truth files)
+    and ``flip`` bool (the augmentation mirrored the photo).
     """
 
-    def __init__(self, photos: Sequence[Path], augment: bool = True, seed: int = 0):
+    def __init__(self, photos: Sequence[Path], augment: bool = True, seed: int = 0,
+                 truth_sizes: Optional[tuple[int, int]] = None):
         self.photos = list(photos)
         self.augment = augment
         self.seed = seed
         self.epoch = 0
+        self.truth_sizes = truth_sizes
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -145,10 +153,24 @@ class FaceTrainingSet(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         image, mask, landmarks = self.load_aligned(index)
+        flip = False
         if self.augment:
             rng = np.random.default_rng((self.seed, self.epoch, index))
-            image, mask, landmarks = augment(image, mask, landmarks, draw_params(rng))
-        return {"image": torch.from_numpy(image.astype(np.float32) / 255.0).permute(2, 0, 1),
+            params = draw_params(rng)
+            image, mask, landmarks = augment(image, mask, landmarks, params)
+            flip = params.flip
+        item = {"image": torch.from_numpy(image.astype(np.float32) / 255.0).permute(2, 0, 1),
                 "mask": torch.from_numpy(mask.astype(np.float32) / 255.0)[None],
                 "landmarks": torch.from_numpy(landmarks.astype(np.float32)),
                 "index": index}
+        if self.truth_sizes is not None:
+            item.update(self._truth(index, flip))
+        return item
+
+    def _truth(self, index: int, flip: bool) -> dict:
+        n_vertices, n_exp = self.truth_sizes
+        truth = read_truth(self.photos[index], n_vertices, n_exp)
+        neutral, exp = truth if truth is not None else (np.zeros((n_vertices, 3), np.float32),
+                                                        np.zeros(n_exp, np.float32))
+        return {"truth_neutral": torch.from_numpy(neutral), "truth_exp": torch.from_numpy(exp),
+                "has_truth": truth is not None, "flip": flip}

@@ -34,6 +34,7 @@ from .config import TrainConfig
 from .data import FaceTrainingSet, discover, skipped_message
 from .distributed import ProcessContext, close_process, init_process, wrap_model
 from .objective import LOG_NAMES, HybridLoss
+from .supervision import SUPERVISED_NAMES, ShapeSupervision, read_truth
 
 LOG_NAME = "loss_log.jsonl"
 VAL_LOG_NAME = "val_log.jsonl"
@@ -60,7 +61,8 @@ def load_imagenet_backbone(net: ReconNet, path: Path) -> None:
                                 f"file (resnet50-0676ba61.pth for resnet50)")
     state = read_torch_file(path)
     try:
-        net.backbone.load_state_dict({k: v for k, v in state.items() if "fc" not in k})
+        net.backbone.load_state_dict({k: v for k, v in state.items()
+                                      if not k.startswith(("fc.", "classifier."))})
     except (AttributeError, RuntimeError) as err:
         raise ValueError(f"{path}: not torchvision weights for this backbone ({err})") from err
 
@@ -85,7 +87,8 @@ class LossLog:
         if self.count == 0:
             return
         seconds = (time.perf_counter() - self.started) / self.count
-        averages = {n: self.sums[n] / self.count for n in LOG_NAMES if n in self.sums}
+        averages = {n: self.sums[n] / self.count for n in (*LOG_NAMES, *SUPERVISED_NAMES)
+                    if n in self.sums}
         self.last = averages
         if self.path is not None:
             append_record(self.path, {**context, "seconds_per_iter": seconds, **averages})
@@ -154,6 +157,7 @@ class Trainer:
         self.validation = self._validation_set() if context.is_main else None
         torch.manual_seed(config.seed)  # the backbone's random init repeats for a seed
         self.face_model = load_face_model(config.bfm, context.device)
+        self.supervision = self._supervision()
         self.net = self._network()
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr, betas=config.betas)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
@@ -195,6 +199,20 @@ class Trainer:
             raise ValueError(f"batch size {self.config.batch_size} is smaller than the "
                              f"{self.context.world_size} processes")
         return batch
+
+    def _supervision(self) -> Optional[ShapeSupervision]:
+        """The supervised shape terms when asked for; the data sets then carry the truth."""
+        if not self.config.supervised:
+            return None
+        sizes = (self.face_model.n_vertices, self.face_model.coeff_sizes["exp"])
+        for dataset in filter(None, (self.dataset, self.validation)):
+            dataset.truth_sizes = sizes
+        if not any(read_truth(photo, *sizes) is not None for photo in self.dataset.photos):
+            self.report("no training photo has the generator's shape truth (truth/subject.mat "
+                        "with model_vertices_mm, as 'faceset synth --realism photo' writes): "
+                        "the supervised terms stay zero")
+        return ShapeSupervision(self.face_model, self.config.vertex_weight,
+                                self.config.landmark3d_weight)
 
     def _network(self) -> ReconNet:
         net = ReconNet(self.config.arch, sizes=self.face_model.coeff_sizes)
@@ -296,12 +314,25 @@ class Trainer:
                                    for k in ("image", "mask", "landmarks"))
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss(self.model, images, skin, landmarks)
-        if not torch.isfinite(loss.total):
-            raise FloatingPointError(f"non-finite training loss {loss.logged()}")
-        loss.total.backward()
+        total, values = self.batch_loss(self.model, batch, images, skin, landmarks)
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"non-finite training loss {values}")
+        total.backward()
         self.optimizer.step()
-        return loss.logged()
+        return values
+
+    def batch_loss(self, net, batch: dict, images: torch.Tensor, skin: torch.Tensor,
+                   landmarks: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The hybrid loss plus, when on, the supervised shape terms: (0-d total, logged values)."""
+        loss = self.loss(net, images, skin, landmarks)
+        values = loss.logged()
+        if self.supervision is None:
+            return loss.total, values
+        terms = self.supervision(loss.coeffs.id, loss.coeffs.exp, batch)
+        total = loss.total + sum(terms.values())
+        values.update({name: float(term.detach()) for name, term in terms.items()})
+        values["all"] = float(total.detach())
+        return total, values
 
     @torch.no_grad()
     def validate(self, progress: bool = False) -> dict[str, float]:
@@ -315,7 +346,7 @@ class Trainer:
         self.net.eval()
         for batch in tqdm(loader, desc="validation", disable=not progress, leave=False):
             images, skin, landmarks = (batch[k].to(device) for k in ("image", "mask", "landmarks"))
-            for name, value in self.loss(self.net, images, skin, landmarks).logged().items():
+            for name, value in self.batch_loss(self.net, batch, images, skin, landmarks)[1].items():
                 sums[name] = sums.get(name, 0.0) + value * len(images)
         self.net.train()
         return {name: total / len(self.validation) for name, total in sums.items()}
