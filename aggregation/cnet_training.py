@@ -56,7 +56,7 @@ class CNetTrainConfig:
     seed: int = 0
     identity: str = "none"
     arcface: Optional[Path] = None
-    renderer: str = "auto"
+    renderer_backend: str = "auto"
     vertex_weight: float = 0.0
     weights: LossWeights = field(default_factory=LossWeights)
     log_every: int = 50
@@ -164,7 +164,7 @@ class CNetTrainer:
 
     def _renderer(self):
         from recon.render import MeshRenderer
-        return MeshRenderer(self.face_model.camera, backend=self.config.renderer)
+        return MeshRenderer(self.face_model.camera, backend=self.config.renderer_backend)
 
     def _identity_encoder(self):
         if self.config.identity == "none":

@@ -160,7 +160,7 @@ def test_cnet_file_round_trip_by_name_and_rnet_check(tmp_path, monkeypatch, face
 def test_short_label_free_training_lowers_the_loss_and_resumes(tmp_path, photo_sets, face_model):
     assert [len(p) for p in person_folders([photo_sets])] == [3, 3]
     config = CNetTrainConfig(data_dirs=[photo_sets], out=tmp_path / "c.pth", steps=12, set_size=(2, 3),
-                             lr=3e-3, hidden=32, renderer="torch", log_every=4, save_every=6,
+                             lr=3e-3, hidden=32, renderer_backend="torch", log_every=4, save_every=6,
                              vertex_weight=1e-3)
     rnet = spread_rnet(photo_sets)
     trainer = CNetTrainer(config, rnet, face_model, report=lambda t: None, progress=False)

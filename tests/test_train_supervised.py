@@ -45,7 +45,7 @@ def photo_set(tmp_path_factory) -> Path:
 
 def config(photos: Path, out: Path, **changes) -> TrainConfig:
     options = dict(data_dirs=[photos], out=out, epochs=1, batch_size=2, arch="mobilenet_v3_small",
-                   identity="none", device="cpu", renderer="torch", workers=0, log_every=1,
+                   identity="none", device="cpu", renderer_backend="torch", workers=0, log_every=1,
                    vertex_weight=0.01, landmark3d_weight=0.01)
     options.update(changes)
     return TrainConfig(**options)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from faceset.commands.reconstruct import add_renderer_backend_option
 from recon.constants import RNET_ARCHITECTURES as ARCHES
 
 
@@ -40,7 +41,7 @@ def register(subparsers) -> None:
     parser.add_argument("--bfm", type=Path, default=None,
                         help="BFM folder or BFM_model_front.mat; default: the embedded model")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument("--renderer", default="auto", choices=("auto", "torch", "nvdiffrast", "pytorch3d"))
+    add_renderer_backend_option(parser, "auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log-every", type=int, default=50, help="steps per log line (default 50)")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     config = CNetTrainConfig(
         data_dirs=list(args.data_dirs), out=out, steps=args.steps,
         set_size=(args.min_photos, args.max_photos), lr=args.lr, seed=args.seed,
-        identity=args.identity, arcface=args.arcface, renderer=args.renderer,
+        identity=args.identity, arcface=args.arcface, renderer_backend=args.renderer_backend,
         vertex_weight=args.vertex_weight, log_every=args.log_every)
     trainer = CNetTrainer(config, rnet, face_model, progress=args.progress)
     windows = trainer.run(args.progress)
