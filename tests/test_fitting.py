@@ -135,7 +135,11 @@ def test_large_occluder_keeps_landmarks_outside_it(face_model):
     assert 15 < int(inside.sum()) < 50
     # a detector cannot see the hidden points: give them zero weight
     visibility = (~inside).float()[None]
-    config = FitConfig(pyramid_scales=(0.5, 1.0), iterations=(25, 25), outlier_threshold=3.0, outlier_every=5)
+    # The in-model prior: on an exact render the default prior's shrinkage (tuned for photos
+    # the model did not make) costs ~0.1 px by itself, which is not what this test measures.
+    weights = replace(FitConfig().weights, reg=1.5e-5)
+    config = FitConfig(pyramid_scales=(0.5, 1.0), iterations=(25, 25), outlier_threshold=3.0, outlier_every=5,
+                       weights=weights)
     init = _perturbed(truth, 9)
     result = fit_images(face_model, FitTargets(occluded, landmarks, visibility), init, config)
     fitted_lm = face_model.compute(result.coeffs).landmarks[0]
