@@ -6,10 +6,10 @@ from .dlib_format import DlibFormatError, DlibNetwork, read_dlib_network
 from .dlib_resnet import DlibFaceResNet, default_dlib_model_path
 from .encoder import ArcFaceIdentityEncoder, DlibIdentityEncoder, IdentityEncoder
 from .iresnet import IResNet, load_arcface_backbone
-from .loss import identity_loss, load_identity_encoder
+from .loss import configured_identity_encoder, identity_loss, load_identity_encoder
 
 __all__ = [
-    "ArcFaceIdentityEncoder", "DlibFaceResNet", "DlibFormatError", "DlibIdentityEncoder",
+    "ArcFaceIdentityEncoder", "DlibFaceResNet", "configured_identity_encoder", "DlibFormatError", "DlibIdentityEncoder",
     "DlibNetwork", "IResNet", "IdentityEncoder", "default_dlib_model_path", "identity_loss",
     "load_arcface_backbone", "load_identity_encoder", "read_dlib_network",
 ]

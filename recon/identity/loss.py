@@ -43,3 +43,12 @@ def load_identity_encoder(kind: str = "dlib", weights: Optional[str | os.PathLik
     else:
         raise ValueError(f"unknown identity encoder {kind!r}; one of {ENCODER_KINDS}")
     return encoder.to(device)
+
+
+def configured_identity_encoder(identity: str, arcface: Optional[str | os.PathLike],
+                                device: torch.device | str) -> Optional[IdentityEncoder]:
+    """The encoder a training run's ``identity`` option names ("dlib", "arcface" with its
+    ``arcface`` backbone file, or "none": no identity term, None)."""
+    if identity == "none":
+        return None
+    return load_identity_encoder(identity, arcface if identity == "arcface" else None, device)

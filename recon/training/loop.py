@@ -225,11 +225,8 @@ class Trainer:
         return MeshRenderer(self.face_model.camera, backend=self.config.renderer_backend)
 
     def _identity_encoder(self):
-        if self.config.identity == "none":
-            return None
-        from recon.identity import load_identity_encoder
-        weights = self.config.arcface if self.config.identity == "arcface" else None
-        return load_identity_encoder(self.config.identity, weights, self.context.device)
+        from recon.identity import configured_identity_encoder
+        return configured_identity_encoder(self.config.identity, self.config.arcface, self.context.device)
 
     def _resume(self) -> int:
         """Finished epochs of the checkpoint found in ``out`` (0 when starting fresh)."""
