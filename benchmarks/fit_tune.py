@@ -42,7 +42,6 @@ from evaluation.meshio import read_mesh, read_pp  # noqa: E402
 from faceset.pipeline import ReconstructOptions, Reconstructor  # noqa: E402
 from faceset.subject import SubjectOptions, prepare_photos  # noqa: E402
 from fitting import FitConfig, FitTargets, fit_images, fit_subject  # noqa: E402
-from recon.crop_camera import with_intrinsics  # noqa: E402
 from recon.types import Coeffs  # noqa: E402
 
 METHODS = ("joint", "per-image", "init")
@@ -160,8 +159,7 @@ def real(args, reconstructor: Reconstructor) -> None:
 
         def rmse(coeffs: Coeffs) -> float:
             with torch.no_grad():
-                geometry = with_intrinsics(face_model.compute(coeffs), face_model.camera,
-                                           face_model.landmark_ids, intrinsics)
+                geometry = reconstructor.geometry(coeffs, photos)
             return float(np.mean(landmark_rmse(face_model, geometry, points, landmark_set)))
 
         before, after = rmse(init), rmse(fitted)
