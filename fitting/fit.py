@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import torch
@@ -34,7 +34,7 @@ from recon.landmark_fit import check_landmarks
 from recon.landmark_set import LandmarkSet
 from recon.preprocess.skin import skin_probability_torch
 from recon.render import MeshRenderer
-from recon.types import Camera, Coeffs
+from recon.types import Coeffs
 
 from .config import FitConfig
 
