@@ -80,7 +80,8 @@ def test_truth_items_match_the_generators_files(photo_set, face_model):
 
 
 def test_terms_are_zero_at_the_truth_and_exact_for_a_shift(face_model):
-    supervision = ShapeSupervision(face_model, vertex_weight=1.0, landmark3d_weight=2.0)
+    supervision = ShapeSupervision(face_model, vertex_weight=1.0, landmark3d_weight=2.0,
+                                   translation_free=False)
     torch.manual_seed(0)
     id_c = torch.randn(2, face_model.coeff_sizes["id"]) * 0.5
     exp_c = torch.randn(2, face_model.coeff_sizes["exp"]) * 0.3
@@ -101,6 +102,26 @@ def test_terms_are_zero_at_the_truth_and_exact_for_a_shift(face_model):
     assert float(supervision(zero, flipped["truth_exp"], flipped)["vertex"]) < 0.1  # mm^2 (the mesh is symmetric to ~0.3 mm)
     none = dict(batch, has_truth=torch.tensor([False, False]))
     assert float(supervision(id_c, exp_c, none)["vertex"]) == 0.0
+
+
+def test_translation_free_terms_ignore_a_shift_but_not_a_shape_change(face_model):
+    supervision = ShapeSupervision(face_model, vertex_weight=1.0, landmark3d_weight=1.0)
+    torch.manual_seed(1)
+    id_c = torch.randn(2, face_model.coeff_sizes["id"]) * 0.5
+    exp_c = torch.zeros(2, face_model.coeff_sizes["exp"])
+    neutral = face_model.shape(id_c, exp_c)
+    batch = {"truth_neutral": neutral + torch.tensor([0.02, -0.01, 0.03]), "truth_exp": exp_c,
+             "has_truth": torch.tensor([True, True]), "flip": torch.tensor([False, False])}
+    terms = supervision(id_c, exp_c, batch)
+    assert float(terms["vertex"]) < 1e-6 and float(terms["lm3d"]) < 1e-6
+    # a z-stretch of the truth is a shape change: its centred error stays (analytic value:
+    # the variance of the skin vertices' z times 0.1^2, in mm^2)
+    z = neutral[..., 2:]
+    stretched = torch.cat([neutral[..., :2], z * 1.1], dim=-1)
+    terms = supervision(id_c, exp_c, dict(batch, truth_neutral=stretched))
+    skin_z = z[:, face_model.skin_mask, 0] * C.MM_PER_UNIT
+    expected = float((0.01 * skin_z.var(1, unbiased=False)).mean())
+    assert float(terms["vertex"]) == pytest.approx(expected, rel=1e-4)
 
 
 def test_two_iterations_write_a_strict_checkpoint_and_log_the_terms(tmp_path, photo_set):

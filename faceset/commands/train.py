@@ -69,6 +69,10 @@ def register(subparsers) -> None:
     parser.add_argument("--landmark3d-weight", type=float, default=defaults.landmark3d_weight,
                         help="weight (per mm^2) of a supervised 3-D term on the 68 landmark "
                              "vertices, on the same photos (default 0)")
+    parser.add_argument("--supervise-origin", dest="translation_free_supervision", action="store_false",
+                        default=defaults.translation_free_supervision,
+                        help="the supervised terms also count the shape's offset in the canonical "
+                             "frame (default: the residual's mean over the skin is removed first)")
     parser.add_argument("--max-iters", type=int, default=defaults.max_iters_per_epoch,
                         dest="max_iters_per_epoch", metavar="N",
                         help="stop every epoch after this many iterations (smoke runs, timing)")

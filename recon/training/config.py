@@ -38,7 +38,8 @@ class TrainConfig:
     mode, no gradient) into ``val_log.jsonl``; empty = no validation pass.
     vertex_weight, landmark3d_weight: weights (per mm^2) of the supervised shape terms on
     photos whose generator wrote the truth (``recon.training.supervision``); 0 = off, the
-    original's loss.
+    original's loss. translation_free_supervision: those terms ignore the shapes' offset in the
+    canonical frame (``ShapeSupervision``); False keeps it.
     """
 
     data_dirs: list[Path]
@@ -66,6 +67,7 @@ class TrainConfig:
     val_dirs: list[Path] = field(default_factory=list)
     vertex_weight: float = 0.0
     landmark3d_weight: float = 0.0
+    translation_free_supervision: bool = True
 
     @property
     def supervised(self) -> bool:

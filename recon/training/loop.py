@@ -212,7 +212,7 @@ class Trainer:
                         "with model_vertices_mm, as 'faceset synth --realism photo' writes): "
                         "the supervised terms stay zero")
         return ShapeSupervision(self.face_model, self.config.vertex_weight,
-                                self.config.landmark3d_weight)
+                                self.config.landmark3d_weight, self.config.translation_free_supervision)
 
     def _network(self) -> ReconNet:
         net = ReconNet(self.config.arch, sizes=self.face_model.coeff_sizes)
