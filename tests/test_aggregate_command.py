@@ -136,3 +136,16 @@ def test_an_up_to_date_rerun_does_nothing_unless_forced(tmp_path, sizes, capsys)
     assert main(command + ["--method", "confidence"]) == 0 and redone()
     assert scipy.io.loadmat(out / "subject.mat")["method"][0] == "confidence"
     assert main(command + ["--method", "confidence"]) == 0 and not redone()
+
+
+def test_an_unusable_out_is_refused_up_front(tmp_path, sizes, capsys):
+    from faceset.cli import main
+    results = tmp_path / "results"
+    write_photos(results, sizes, 1)
+    taken = tmp_path / "taken"
+    taken.write_text("a file\n")
+    assert main(["aggregate", str(results), "--out", str(taken)]) == 2
+    assert "is an existing file" in capsys.readouterr().err
+    assert main(["aggregate", str(results), "--out", str(taken / "out")]) == 2
+    assert f"{taken} is a file" in capsys.readouterr().err
+    assert taken.read_text() == "a file\n" and leftovers(tmp_path) == []

@@ -181,15 +181,15 @@ def staging_folder(out: Path) -> Path:
     missing parent is created before the fusion succeeds), checked to be writable."""
     import tempfile
     from faceset.errors import UserError, prepare_output_dir
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: the output folder is an existing file, not a folder")
+    if out.exists():
+        prepare_output_dir(out)  # a folder, writable, with room: nothing is created in it
     ancestor = next((p for p in [out.parent, *out.parent.parents] if p.exists()), Path("."))
     if not ancestor.is_dir():
-        raise UserError(f"{ancestor}: not a folder, cannot hold {out}")
+        raise UserError(f"{out}: cannot create the output folder: {ancestor} is a file")
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=ancestor))
     except OSError as err:
-        raise UserError(f"{ancestor}: cannot create the output folder {out} there ({err.strerror})") from None
+        raise UserError(f"{out}: cannot create the output folder ({ancestor}: {err.strerror})") from None
     try:
         # mkdtemp's 0700 would survive the rename: give it the mode mkdir would (0777 less umask)
         staging.chmod(0o777 & ~_umask())
