@@ -66,10 +66,10 @@ def shipped_dir(tmp_path_factory, trained_file, face_model):
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
-    """One out-of-model person, two photos."""
+    """One out-of-model person, one photo."""
     from faceset.photoreal.generate import PhotoConfig, synthesize_photos
     out = tmp_path_factory.mktemp("shipped_photos")
-    synthesize_photos(out, PhotoConfig(subjects=1, images=2, seed=5, image_size=(96, 128),
+    synthesize_photos(out, PhotoConfig(subjects=1, images=1, seed=5, image_size=(96, 128),
                                        texture_size=128, occluder_probability=0.0))
     return out / "subject_000" / "images"
 
@@ -156,9 +156,9 @@ def test_reconstruct_init_auto_rnet_and_landmarks(tmp_path, photos, shipped_dir,
         for group in ("id", "exp", "tex", "angle", "gamma", "trans"):
             np.testing.assert_allclose(mat[group][0], getattr(expected, group)[0].numpy(), rtol=1e-4, atol=1e-5)
         assert not np.allclose(mat["id"], today[stem]["id"])
-    assert main(["reconstruct", str(photos), "--out", str(tmp_path / "rnet"), "--init", "rnet"]) == 0
-    for stem, mat in _mats(tmp_path / "rnet").items():
-        np.testing.assert_array_equal(mat["id"], _mats(tmp_path / "auto")[stem]["id"])
+    from faceset.pipeline import ReconstructOptions, Reconstructor
+    chosen = Reconstructor(ReconstructOptions(device="cpu", init="rnet"))
+    assert chosen.rnet is not None and shipped_rnet(face_model).path.name in chosen.init_source
 
     # --init landmarks ignores the shipped R-Net: today's outputs exactly
     assert main(["reconstruct", str(photos), "--out", str(tmp_path / "landmarks"), "--init", "landmarks"]) == 0
@@ -203,3 +203,22 @@ def test_the_shipped_checkpoint_when_the_package_has_one(face_model, tmp_path, m
     assert report.done == ["astronaut.png"] and found.path.name in report.rnet
     mat = scipy.io.loadmat(tmp_path / "out" / "astronaut.mat")
     assert all(np.isfinite(mat[g]).all() for g in ("id", "exp", "tex", "angle", "gamma", "trans"))
+
+
+def test_ship_command_takes_a_training_folder(tmp_path, trained_file, face_model, capsys):
+    from recon.weights.__main__ import main
+    run = tmp_path / "ckpt"
+    run.mkdir()
+    (run / "epoch_1.pth").write_bytes(trained_file.read_bytes())
+    (run / "train_config.json").write_text(json.dumps({"arch": ARCH, "epochs": 1}))
+    target = tmp_path / "weights"
+    assert main(["show", "--folder", str(target)]) == 1
+    assert main(["add", str(run), "--arch", ARCH, "--command", COMMAND, "--folder", str(target)]) == 0
+    found = shipped_rnet(face_model, target)
+    assert found.sidecar["training"]["train_config"] == {"arch": ARCH, "epochs": 1}
+    assert found.sidecar["training"]["source"] == "epoch_1.pth"
+    assert len(found.sidecar["training"]["date"]) == 10
+    assert main(["show", "--folder", str(target)]) == 0
+    assert found.path.name in capsys.readouterr().out
+    assert main(["add", str(run), "--arch", "resnet18", "--command", COMMAND, "--folder", str(target)]) == 2
+    assert "do not fit a resnet18" in capsys.readouterr().err
