@@ -25,13 +25,24 @@ def person(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def rnet_file(tmp_path_factory):
+def rnet_file(tmp_path_factory, person):
     """A MobileNet R-Net checkpoint (the original's format) whose identity and albedo heads
-    are random, so the photos' identities differ and a C-Net has something to weigh."""
+    spread the photos' identities around zero (SD about 0.5): an untrained backbone's pooled
+    features barely differ between photos, so random heads alone would give equal
+    identities, and a C-Net nothing to weigh (as ``test_cnet.spread_rnet``)."""
+    from recon.training.data import FaceTrainingSet, discover
     torch.manual_seed(3)
-    net = ReconNet(ARCH)
-    for head in (net.final_layers[0], net.final_layers[2]):
-        torch.nn.init.normal_(head.weight, std=0.05)
+    net = ReconNet(ARCH).eval()
+    photos = discover([person / "subject_000" / "images"])[0]
+    dataset = FaceTrainingSet(photos, augment=False)
+    with torch.no_grad():
+        features = net.features(torch.stack([dataset[i]["image"] for i in range(len(photos))]))
+        centred = features - features.mean(0)
+        for head in (net.final_layers[0], net.final_layers[2]):
+            weight = torch.randn(head.out_channels, features.shape[1])
+            scale = 0.5 / (centred @ weight.T).std()
+            head.weight.copy_((scale * weight)[:, :, None, None])
+            head.bias.copy_(-scale * features.mean(0) @ weight.T)
     path = tmp_path_factory.mktemp("rnet") / "rnet.pth"
     torch.save({"net_recon": net.state_dict()}, path)
     return path
@@ -78,7 +89,8 @@ def test_subject_job_starts_from_the_cnet_fusion(tmp_path, person, rnet_file, cn
     torch.testing.assert_close(recon.start.id, expected.id, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(recon.start.tex, expected.tex, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(recon.start.weights, expected.weights, rtol=1e-4, atol=1e-5)
-    # the trained C-Net weighs the photos unequally: not the authors' mean
+    # the photos' identities differ and the trained C-Net weighs them unequally: not the mean
+    assert recon.initial.id.std(0).mean() > 0.1
     assert not torch.allclose(recon.start.weights, torch.full_like(recon.start.weights, 1 / 3), atol=1e-4)
     assert (out / "subject.obj").is_file() and (out / "fit_report.json").is_file()
 
