@@ -250,7 +250,7 @@ def main(argv=None) -> int:
         for subject in subjects:
             per_subject[subject] = evaluate_subject(data, subject, reconstructor, rnet, cnet, sizes)
             print(subject, "dropped:", per_subject[subject]["failed"] or "none", flush=True)
-    init = f"R-Net {args.arch} {args.checkpoint.name}" if args.checkpoint else "the landmark initialiser"
+    init = f"R-Net {args.arch} {args.checkpoint.name}" if args.checkpoint else reconstructor.init_source
     command = "python benchmarks/aggregation_eval.py " + " ".join(argv if argv is not None else sys.argv[1:])
     dropped = sum(len(r["failed"]) for r in per_subject.values())
     lines = [f"## Identity fusion against set size (out-of-model, NoW protocol)", "",

@@ -210,7 +210,10 @@ class Benchmark:
     def reconstruct_options(self, checkpoint: Optional[Path] = None):
         from faceset.pipeline import ReconstructOptions
 
-        return ReconstructOptions(checkpoint=checkpoint, bfm=self.options.bfm, device=self.options.device,
+        # without a checkpoint every method starts from the landmark initialiser (never the
+        # shipped R-Net): the methods' names say which start they measure
+        return ReconstructOptions(checkpoint=checkpoint, init="auto" if checkpoint else "landmarks",
+                                  bfm=self.options.bfm, device=self.options.device,
                                   renderer_backend=self.options.renderer_backend, overwrite=True)
 
     def reconstructor(self):

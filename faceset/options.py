@@ -13,6 +13,10 @@ from recon.constants import RENDERER_BACKENDS, RNET_ARCHITECTURES
 
 DETECTORS = ("mediapipe", "dlib", "insightface")
 LANDMARK_CHOICES = ("auto", "68")
+# Where the initial coefficients come from: auto (the R-Net of --checkpoint, else the shipped
+# one that fits the face model, else the landmark initialiser), rnet (an R-Net or an error),
+# landmarks (the landmark initialiser, no network).
+INIT_CHOICES = ("auto", "rnet", "landmarks")
 ARCHITECTURES = RNET_ARCHITECTURES
 
 
@@ -22,11 +26,12 @@ class ReconstructOptions:
 
     renderer_backend: the rasterizer, one of ``RENDERER_BACKENDS`` (``recon.render``'s
     ``backend``); landmarks: "auto" (mediapipe's 478 points where every photo has them,
-    else the 68) or "68"; slide_contour: the initialiser's jaw-line points slide along the
+    else the 68) or "68"; init: one of ``INIT_CHOICES`` (``faceset.pipeline.choose_rnet``);
+    slide_contour: the initialiser's jaw-line points slide along the
     silhouette; exif_focal: each photo's camera from its EXIF focal length where present.
     """
 
-    checkpoint: Optional[Path] = None   # the original's epoch_20.pth; None: landmark fit
+    checkpoint: Optional[Path] = None   # the original's epoch_20.pth; None: see init
     bfm: Optional[Path] = None          # BFM folder or BFM_model_front.mat; None: embedded
     device: str = "auto"
     batch_size: int = 8
@@ -38,6 +43,16 @@ class ReconstructOptions:
     landmarks: str = "auto"
     slide_contour: bool = False
     exif_focal: bool = True
+    init: str = "auto"                  # INIT_CHOICES
+
+
+def check_init(options: ReconstructOptions) -> None:
+    """Refuse an ``init`` that is not one of INIT_CHOICES, or "landmarks" beside a checkpoint."""
+    if options.init not in INIT_CHOICES:
+        raise ValueError(f"--init must be one of {', '.join(INIT_CHOICES)}, got {options.init!r}")
+    if options.init == "landmarks" and options.checkpoint is not None:
+        raise ValueError(f"--init landmarks uses no R-Net, but --checkpoint {options.checkpoint} "
+                         "was given: drop one of them")
 
 
 # ``faceset benchmark``: its methods, and what --quick runs (a tiny set, a short fit).

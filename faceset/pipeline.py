@@ -4,9 +4,10 @@ For every ``*.jpg|*.jpeg|*.png`` of a folder: 5 alignment points (``detections/<
 when present, else from ``landmarks/<stem>.txt``, else the detector: mediapipe by default,
 dlib where mediapipe finds no face), the 224 crop, 68 landmarks (``landmarks/<stem>.txt``
 when present, else the detector's, else dlib's predictor in the 5 points' box; skipped when
-an R-Net checkpoint makes them unused), mediapipe's 478 dense points when it ran,
-coefficients (R-Net with a checkpoint, else the landmark initialiser + least-squares
-lighting), then per image:
+an R-Net makes them unused), mediapipe's 478 dense points when it ran,
+coefficients (an R-Net: ``--checkpoint``, else the shipped one that fits the face model
+(``recon.weights``), unless ``init`` says "landmarks"; else the landmark initialiser +
+least-squares lighting; ``choose_rnet``), then per image:
 
 - ``<stem>.obj``  posed world-space mesh with clipped lit vertex colours (SPEC 8)
 - ``<stem>.mat``  id, exp, tex, angle, gamma, trans (float32 (1, K)) and lm68 (crop, y-down)
@@ -39,7 +40,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from faceset.options import DETECTORS, ReconstructOptions
+from faceset.options import DETECTORS, ReconstructOptions, check_init
 from recon import constants as C
 from recon.crop_camera import crop_intrinsics, with_intrinsics
 from recon.face_model import FaceModel
@@ -89,10 +90,13 @@ class RunReport:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)
+    rnet: str = ""      # the R-Net that gave the coefficients ("": the landmark initialiser)
 
     def summary(self) -> str:
         lines = [f"{len(self.done)} reconstructed, {len(self.skipped)} already done, "
                  f"{len(self.failed)} failed"]
+        if self.rnet:
+            lines.append(f"  coefficients from {self.rnet}")
         lines += [f"  note: {name}: {note}" for name, notes in self.notes.items() for note in notes]
         lines += [f"  failed: {name}: {reason}" for name, reason in self.failed.items()]
         return "\n".join(lines)
@@ -233,8 +237,43 @@ class PhotoPreparer:
         return faces[self.face_index], source
 
 
+@dataclass(frozen=True)
+class RNetChoice:
+    """The R-Net that gives a job's initial coefficients: checkpoint file, backbone, and
+    where it came from (for the summary)."""
+
+    path: Path
+    arch: str
+    source: str
+
+
+def choose_rnet(options: ReconstructOptions, face_model: FaceModel) -> Optional[RNetChoice]:
+    """The R-Net of ``options.init`` for ``face_model``, or None for the landmark initialiser.
+
+    "auto": ``options.checkpoint`` when given, else the shipped R-Net that fits the face
+    model (``recon.weights``), else None; "rnet": the same without the fallback (ValueError
+    saying why there is none); "landmarks": None (a ``checkpoint`` beside it is refused).
+    """
+    check_init(options)
+    if options.init == "landmarks":
+        return None
+    if options.checkpoint is not None:
+        return RNetChoice(Path(options.checkpoint), options.arch, f"R-Net {options.checkpoint}")
+    from recon.weights import find_shipped_rnet
+    shipped, why_not = find_shipped_rnet(face_model)
+    if shipped is not None:
+        return RNetChoice(shipped.path, shipped.arch, shipped.describe())
+    if options.init == "rnet":
+        raise ValueError(f"--init rnet needs an R-Net: no --checkpoint was given and no shipped "
+                         f"R-Net fits the face model {face_model.name} ({why_not})")
+    return None
+
+
 class Reconstructor:
-    """Coefficients, geometry and renders for batches of prepared photos."""
+    """Coefficients, geometry and renders for batches of prepared photos.
+
+    rnet: the R-Net of the initial coefficients (``choose_rnet``), None for the landmark
+    initialiser; init_source: one line saying which of the two runs."""
 
     def __init__(self, options: ReconstructOptions):
         self.options = options
@@ -242,11 +281,23 @@ class Reconstructor:
         self.face_model = load_face_model(options.bfm, self.device)
         self.rnet = None
         self._dense_set: Optional[LandmarkSet] = None
-        if options.checkpoint is not None:
+        choice = choose_rnet(options, self.face_model)
+        self.init_source = "the landmark initialiser" if choice is None else choice.source
+        if choice is not None:
             from recon.rnet import load_checkpoint
-            self.rnet = load_checkpoint(options.checkpoint, options.arch,
+            self.rnet = load_checkpoint(choice.path, choice.arch,
                                         sizes=self.face_model.coeff_sizes).to(self.device)
         self.renderer = MeshRenderer(self.face_model.camera, backend=options.renderer_backend)
+
+    @torch.no_grad()
+    def features(self, photos: list[PreparedPhoto]) -> torch.Tensor:
+        """(M, C) the R-Net's pooled backbone features of the photos' crops (what a C-Net
+        reads); ValueError when the job runs without an R-Net."""
+        if self.rnet is None:
+            raise ValueError("the C-Net reads R-Net features, but this job starts from the landmark "
+                             "initialiser: give the R-Net the C-Net was trained with (--checkpoint)")
+        images = torch.stack([p.crop_tensor() for p in photos]).to(self.device)
+        return self.rnet.features(images)
 
     def landmarks(self, photos: list[PreparedPhoto]) -> tuple[torch.Tensor, Optional[LandmarkSet]]:
         """The photos' landmark targets: (M, P, 2) y-down crop pixels and where the P points
@@ -421,6 +472,7 @@ def reconstruct_folder(photo_dir: Path, out_dir: Path, options: ReconstructOptio
         return report
     out_dir.mkdir(parents=True, exist_ok=True)
     reconstructor = Reconstructor(options)
+    report.rnet = "" if reconstructor.rnet is None else reconstructor.init_source
     # With R-Net the 68 landmarks are not used: do not load dlib's predictor for them.
     preparer = PhotoPreparer(options.face_index, options.detector, str(reconstructor.device),
                              need_landmarks68=reconstructor.rnet is None)

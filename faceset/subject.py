@@ -1,8 +1,9 @@
 """The main job: reconstruct one person from a photo collection, and ``faceset fit``.
 
 ``reconstruct_subject``: prepare every photo (detection file or dlib, the 224 crop, 68
-landmarks), initialise (R-Net with a checkpoint, else the landmark fit + SH lighting),
-aggregate one identity (``aggregation``), fit it jointly with per-image expression, pose
+landmarks), initialise (R-Net: the checkpoint or the shipped one, else the landmark fit +
+SH lighting), aggregate one identity (``aggregation``: mean, confidence, or a C-Net
+reading that R-Net's features), fit it jointly with per-image expression, pose
 and light (``fitting.fit_subject``), and write:
 
 - per photo, everything ``faceset reconstruct`` writes (``<stem>.obj/.mat/.png``,
@@ -44,7 +45,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from aggregation import AggregationConfig, aggregate_identity, neutral_coeffs
+from aggregation import AggregatedIdentity, AggregationConfig, aggregate, neutral_coeffs
 from faceset.errors import Interrupted
 from faceset.fit_report import REPORT_NAME, import_lpips, write_report
 from faceset.pipeline import (PhotoPreparer, PreparedPhoto, ReconstructOptions, Reconstructor,
@@ -59,7 +60,9 @@ from recon.types import Coeffs
 class SubjectOptions:
     """reconstruct: model, checkpoint, device, renderer (as ``faceset reconstruct``);
     iterations: total fitting steps over the pyramid (None: FitConfig's default schedule);
-    fit: the fitting configuration; aggregation: how the identity is fused;
+    fit: the fitting configuration; aggregation: how the identity is fused (its method
+    "mean", "confidence" or "cnet"); cnet: the C-Net's name or file for "cnet" (it must
+    belong to the job's R-Net);
     identity_encoder: "none", "dlib" or "arcface" (adds the SPEC 5 identity term);
     identity_weights: the ArcFace backbone.pth (default $FACESET_ARCFACE);
     lpips: add LPIPS (render over photo vs photo) before / after to the fit report;
@@ -69,6 +72,7 @@ class SubjectOptions:
     iterations: Optional[int] = None
     fit: FitConfig = field(default_factory=FitConfig)
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
+    cnet: Optional[str | Path] = None
     identity_encoder: str = "none"
     identity_weights: Optional[Path] = None
     lpips: bool = False
@@ -80,7 +84,8 @@ class SubjectOptions:
 class SubjectReconstruction:
     """stems: the photos used, in order; failed: photo name -> reason; initial / fitted:
     (M, ...) per-image coefficients before / after fitting; fused: (1, ...) neutral
-    coefficients of the person (id, tex); fit: the FitResult; outputs: file paths."""
+    coefficients of the person (id, tex); fit: the FitResult; outputs: file paths;
+    start: the joint fit's fused start identity (None per image or when resumed)."""
 
     stems: list[str]
     failed: dict[str, str]
@@ -90,6 +95,7 @@ class SubjectReconstruction:
     fit: FitResult
     outputs: dict[str, Path] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)
+    start: Optional[AggregatedIdentity] = None
 
 
 def prepare_photos(photo_dir: Path, options: SubjectOptions) -> tuple[list[PreparedPhoto], dict[str, str]]:
@@ -229,19 +235,19 @@ def _refine_folder(photo_dir: Path, out_dir: Path, options: SubjectOptions,
     out_dir.mkdir(parents=True, exist_ok=True)
     reconstructor = Reconstructor(options.reconstruct)
     face_model = reconstructor.face_model
+    cnet = _load_cnet(options, reconstructor)
     initial = _initial_coeffs(reconstructor, photos, out_dir, options.resume, notes)
     targets = _targets(photos, reconstructor)
     config = _fit_config(options)
     encoder = _encoder(options, reconstructor.device)
     state = FitState.load(out_dir, [p.stem for p in photos], joint, config, notes)
-    start = None
+    start = fused_start = None
     if state is not None:
         device = reconstructor.device
         initial, start = (c.map(lambda t: t.to(device)) for c in (state.initial, state.coeffs))
         config = replace(config, iterations=state.remaining())
     elif joint:
-        fused_start = aggregate_identity(face_model, initial, targets.landmarks, options.aggregation,
-                                         landmark_set=targets.landmark_set)
+        fused_start = _fuse(options, reconstructor, cnet, photos, initial, targets)
         start = initial.replace(id=fused_start.id.expand_as(initial.id).clone(),
                                 tex=fused_start.tex.expand_as(initial.tex).clone())
     try:
@@ -258,14 +264,40 @@ def _refine_folder(photo_dir: Path, out_dir: Path, options: SubjectOptions,
     if joint:
         fused = result.coeffs[0].neutral()
     else:
-        fused = neutral_coeffs(aggregate_identity(face_model, result.coeffs, targets.landmarks,
-                                                  options.aggregation, landmark_set=targets.landmark_set),
+        fused = neutral_coeffs(_fuse(options, reconstructor, cnet, photos, result.coeffs, targets),
                                face_model.coeff_sizes)
     recon = SubjectReconstruction(stems=[p.stem for p in photos], failed=failed, initial=initial,
-                                  fitted=result.coeffs, fused=fused, fit=result, notes=notes)
+                                  fitted=result.coeffs, fused=fused, fit=result, notes=notes,
+                                  start=fused_start)
     write_outputs(out_dir, recon, photos, reconstructor, targets, joint, lpips=options.lpips)
     FitState.path(out_dir).unlink(missing_ok=True)
     return recon
+
+
+def _load_cnet(options: SubjectOptions, reconstructor: Reconstructor):
+    """The C-Net of ``options.cnet`` for the "cnet" method (checked against the job's
+    R-Net, before any fitting), else None."""
+    if options.aggregation.method != "cnet":
+        return None
+    from aggregation.cnet import check_rnet, load_cnet, resolve_cnet
+    if options.cnet is None:
+        raise ValueError("--aggregate cnet needs --cnet NAME|FILE (a C-Net from 'faceset train-cnet')")
+    if reconstructor.rnet is None:
+        raise ValueError("--aggregate cnet reads R-Net features, but this job starts from the landmark "
+                         "initialiser: give the R-Net the C-Net was trained with (--checkpoint)")
+    cnet, record = load_cnet(options.cnet, reconstructor.device)
+    check_rnet(record, reconstructor.rnet, str(resolve_cnet(options.cnet)))
+    return cnet.to(reconstructor.device)
+
+
+def _fuse(options: SubjectOptions, reconstructor: Reconstructor, cnet, photos: list[PreparedPhoto],
+          coeffs: Coeffs, targets: FitTargets) -> AggregatedIdentity:
+    """One identity and albedo of ``coeffs`` (M, ...) by ``options.aggregation.method``;
+    the C-Net weighs the photos by the job's R-Net features of their crops."""
+    features = reconstructor.features(photos) if cnet is not None else None
+    return aggregate(options.aggregation.method, reconstructor.face_model, coeffs,
+                     target_landmarks=targets.landmarks, features=features, cnet=cnet,
+                     config=options.aggregation, landmark_set=targets.landmark_set)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from typing import Optional
 from faceset.options import ReconstructOptions
 
 IDENTITY_ENCODERS = ("none", "dlib", "arcface")
+AGGREGATE_METHODS = ("mean", "confidence", "cnet")  # aggregation.AGGREGATION_METHODS
 
 
 @dataclass
@@ -21,7 +22,9 @@ class FitFlags:
     iters: total fitting steps over the pyramid levels (None: the fit's default schedule);
     identity: "none", "dlib" or "arcface" (adds the identity-feature term); arcface: the
     ArcFace backbone.pth (None: $FACESET_ARCFACE); no_silhouette / no_contrast: drop the
-    outline / log-contrast terms; lpips: LPIPS before / after in the fit report.
+    outline / log-contrast terms; lpips: LPIPS before / after in the fit report;
+    aggregate: how the identity is fused (``AGGREGATE_METHODS``); cnet: the C-Net (name or
+    file) of "cnet", which reads the job's R-Net features.
     """
 
     iters: Optional[int] = None
@@ -30,6 +33,8 @@ class FitFlags:
     no_silhouette: bool = False
     no_contrast: bool = False
     lpips: bool = False
+    aggregate: str = "confidence"
+    cnet: Optional[str] = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "FitFlags":
@@ -64,6 +69,14 @@ def add_fit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lpips", action="store_true", default=FIT_DEFAULTS.lpips,
                         help="add LPIPS before / after to fit_report.json (lpips extra; fetches "
                              "AlexNet weights at first use)")
+    parser.add_argument("--aggregate", default=FIT_DEFAULTS.aggregate, choices=AGGREGATE_METHODS,
+                        help="how one identity is fused over the photos (the subject fit's start; "
+                             "per image, fused.obj): mean, confidence (default: landmark-information "
+                             "weighted) or cnet (a trained C-Net, --cnet; needs the R-Net it was "
+                             "trained with)")
+    parser.add_argument("--cnet", default=FIT_DEFAULTS.cnet, metavar="NAME|FILE",
+                        help="C-Net for --aggregate cnet: a file, or a name saved by 'faceset "
+                             "train-cnet' ($FACESET_CACHE/cnet/NAME.pth)")
 
 
 def refuse_fit_flags(args: argparse.Namespace, why: str) -> None:
@@ -89,13 +102,18 @@ class FitJob:
     @classmethod
     def from_args(cls, args: argparse.Namespace, joint: bool) -> "FitJob":
         from faceset.commands.reconstruct import model_options
+        fit = FitFlags.from_args(args)
+        if (fit.aggregate == "cnet") != (fit.cnet is not None):
+            raise ValueError("--aggregate cnet and --cnet NAME|FILE go together (the C-Net fuses "
+                             "the identity)")
         return cls(img_dir=args.img_dir, out=args.out, joint=joint, model=model_options(args),
-                   fit=FitFlags.from_args(args), resume=getattr(args, "resume", False))
+                   fit=fit, resume=getattr(args, "resume", False))
 
     def subject_options(self):
         """The ``faceset.subject.SubjectOptions`` of this job."""
         from dataclasses import replace
 
+        from aggregation import AggregationConfig
         from faceset.subject import SubjectOptions
         from fitting import FitConfig
         fit = FitConfig()
@@ -105,7 +123,8 @@ class FitJob:
             fit = replace(fit, weights=replace(fit.weights, contrast=0.0))
         return SubjectOptions(reconstruct=self.model, iterations=self.fit.iters, fit=fit,
                               identity_encoder=self.fit.identity, identity_weights=self.fit.arcface,
-                              lpips=self.fit.lpips, resume=self.resume)
+                              lpips=self.fit.lpips, resume=self.resume,
+                              aggregation=AggregationConfig(method=self.fit.aggregate), cnet=self.fit.cnet)
 
     def run(self) -> int:
         """Fit, write, print the summary; exit code 1 when some photo failed."""

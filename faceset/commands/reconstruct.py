@@ -11,8 +11,8 @@ import argparse
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from faceset.options import (ARCHITECTURES, DETECTORS, LANDMARK_CHOICES, RENDERER_BACKENDS,
-                             ReconstructOptions)
+from faceset.options import (ARCHITECTURES, DETECTORS, INIT_CHOICES, LANDMARK_CHOICES,
+                             RENDERER_BACKENDS, ReconstructOptions, check_init)
 
 DEFAULTS = ReconstructOptions()
 
@@ -21,8 +21,14 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by the commands that run the face model: one per field of
     ``ReconstructOptions`` (``model_options`` converts them)."""
     parser.add_argument("--checkpoint", type=Path, default=DEFAULTS.checkpoint,
-                        help="the original's R-Net checkpoint (epoch_20.pth); default: "
-                             "landmark initialiser, no network")
+                        help="R-Net checkpoint (the original's epoch_20.pth, or one 'faceset train' "
+                             "wrote); default: the shipped R-Net where one fits the face model, "
+                             "else the landmark initialiser (see --init)")
+    parser.add_argument("--init", default=DEFAULTS.init, choices=INIT_CHOICES,
+                        help="initial coefficients: auto (default: the R-Net of --checkpoint, else "
+                             "the shipped R-Net when it fits the face model, else the landmark "
+                             "initialiser), rnet (an R-Net or an error saying why there is none) "
+                             "or landmarks (the landmark initialiser, no network)")
     parser.add_argument("--arch", default=DEFAULTS.arch, choices=ARCHITECTURES,
                         help=f"R-Net backbone of --checkpoint (default {DEFAULTS.arch}, the original's; "
                              "as 'faceset train --arch' wrote it)")
@@ -68,6 +74,7 @@ def model_options(args: argparse.Namespace) -> ReconstructOptions:
     options = ReconstructOptions(**{f.name: getattr(args, f.name) for f in fields(ReconstructOptions)})
     if options.face_index < 0:
         raise ValueError(f"--face must be 0 or more, got {options.face_index}")
+    check_init(options)
     return options
 
 

@@ -1,0 +1,117 @@
+"""``reconstruct --subject --aggregate cnet --cnet NAME|FILE``: the subject job fuses its start
+identity with a C-Net (freshly trained here by ``faceset train-cnet``) reading the job's
+R-Net features; and the options' checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from recon.rnet import ReconNet
+
+ARCH = "mobilenet_v3_small"
+
+
+@pytest.fixture(scope="module")
+def person(tmp_path_factory):
+    """One out-of-model person with three photos (and landmark files)."""
+    from faceset.photoreal.generate import PhotoConfig, synthesize_photos
+    out = tmp_path_factory.mktemp("cnet_person")
+    synthesize_photos(out, PhotoConfig(subjects=1, images=3, seed=21, image_size=(96, 128),
+                                       texture_size=128, occluder_probability=0.0))
+    return out
+
+
+@pytest.fixture(scope="module")
+def rnet_file(tmp_path_factory, person):
+    """A MobileNet R-Net checkpoint (the original's format) whose identity and albedo heads
+    spread the photos' identities around zero (SD about 0.5): an untrained backbone's pooled
+    features barely differ between photos, so random heads alone would give equal
+    identities, and a C-Net nothing to weigh (as ``test_cnet.spread_rnet``)."""
+    from recon.training.data import FaceTrainingSet, discover
+    torch.manual_seed(3)
+    net = ReconNet(ARCH).eval()
+    photos = discover([person / "subject_000" / "images"])[0]
+    dataset = FaceTrainingSet(photos, augment=False)
+    with torch.no_grad():
+        features = net.features(torch.stack([dataset[i]["image"] for i in range(len(photos))]))
+        centred = features - features.mean(0)
+        for head in (net.final_layers[0], net.final_layers[2]):
+            weight = torch.randn(head.out_channels, features.shape[1])
+            scale = 0.5 / (centred @ weight.T).std()
+            head.weight.copy_((scale * weight)[:, :, None, None])
+            head.bias.copy_(-scale * features.mean(0) @ weight.T)
+    path = tmp_path_factory.mktemp("rnet") / "rnet.pth"
+    torch.save({"net_recon": net.state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cnet_file(tmp_path_factory, person, rnet_file):
+    from faceset.cli import main
+    path = tmp_path_factory.mktemp("cnet") / "tiny.pth"
+    assert main(["train-cnet", str(person), "--checkpoint", str(rnet_file), "--arch", ARCH,
+                 "--out", str(path), "--steps", "2", "--max-photos", "3", "--lr", "0.05",
+                 "--renderer", "torch", "--no-progress", "--log-every", "1"]) == 0
+    return path
+
+
+def crops(folder, stems) -> torch.Tensor:
+    """(M, 3, 224, 224): the aligned inputs, the first panel of each written <stem>.png."""
+    rows = []
+    for stem in stems:
+        with Image.open(folder / f"{stem}.png") as image:
+            panel = np.asarray(image.convert("RGB"))[:, :224]
+        rows.append(torch.from_numpy(panel.astype(np.float32) / 255.0).permute(2, 0, 1))
+    return torch.stack(rows)
+
+
+def test_subject_job_starts_from_the_cnet_fusion(tmp_path, person, rnet_file, cnet_file):
+    from aggregation import AggregationConfig, aggregate
+    from aggregation.cnet import load_cnet
+    from faceset.pipeline import ReconstructOptions
+    from faceset.subject import SubjectOptions, refine_folder
+    from recon.rnet import load_checkpoint
+    options = SubjectOptions(
+        reconstruct=ReconstructOptions(device="cpu", checkpoint=rnet_file, arch=ARCH, renderer_backend="torch"),
+        iterations=3, aggregation=AggregationConfig(method="cnet"), cnet=cnet_file, show_progress=False)
+    out = tmp_path / "out"
+    recon = refine_folder(person / "subject_000" / "images", out, options, joint=True)
+    assert len(recon.stems) == 3 and recon.start is not None
+    # independently: the R-Net's features of the written crops, the C-Net's weighted mean
+    cnet, _ = load_cnet(cnet_file)
+    rnet = load_checkpoint(rnet_file, ARCH)
+    with torch.no_grad():
+        features = rnet.features(crops(out, recon.stems))
+    expected = aggregate("cnet", None, recon.initial, features=features, cnet=cnet)
+    torch.testing.assert_close(recon.start.id, expected.id, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(recon.start.tex, expected.tex, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(recon.start.weights, expected.weights, rtol=1e-4, atol=1e-5)
+    # the photos' identities differ and the trained C-Net weighs them unequally: not the mean
+    assert recon.initial.id.std(0).mean() > 0.1
+    assert not torch.allclose(recon.start.weights, torch.full_like(recon.start.weights, 1 / 3), atol=1e-4)
+    assert (out / "subject.obj").is_file() and (out / "fit_report.json").is_file()
+
+
+def test_cnet_options_of_the_fit_jobs(tmp_path, person, rnet_file, cnet_file, capsys):
+    from faceset.cli import build_parser, main
+    from faceset.commands.fit_job import FitJob
+    photos = person / "subject_000" / "images"
+    base = ["reconstruct", str(photos), "--out", str(tmp_path / "o"), "--subject"]
+    args = build_parser().parse_args(base + ["--aggregate", "cnet", "--cnet", str(cnet_file),
+                                             "--checkpoint", str(rnet_file), "--arch", ARCH])
+    options = FitJob.from_args(args, joint=True).subject_options()
+    assert options.aggregation.method == "cnet" and options.cnet == str(cnet_file)
+    default = FitJob.from_args(build_parser().parse_args(base), joint=True).subject_options()
+    assert default.aggregation.method == "confidence" and default.cnet is None
+    assert main(base + ["--aggregate", "cnet"]) == 2
+    assert "--aggregate cnet and --cnet" in capsys.readouterr().err
+    assert main(base + ["--cnet", str(cnet_file)]) == 2
+    assert main(["reconstruct", str(photos), "--out", str(tmp_path / "p"), "--aggregate", "mean"]) == 2
+    assert "--aggregate" in capsys.readouterr().err
+    # the C-Net reads R-Net features: the landmark initialiser has none
+    assert main(base + ["--aggregate", "cnet", "--cnet", str(cnet_file), "--init", "landmarks",
+                        "--iters", "3"]) == 2
+    assert "landmark initialiser" in capsys.readouterr().err
