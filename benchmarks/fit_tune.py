@@ -188,7 +188,7 @@ def main(argv=None) -> int:
     if set(args.methods) - set(METHODS):
         parser.error(f"--methods: among {METHODS}")
     torch.set_num_threads(1)
-    reconstructor = Reconstructor(ReconstructOptions(device="cpu"))
+    reconstructor = Reconstructor(ReconstructOptions(device="cpu", init="landmarks"))
     {"prepare": prepare, "score": score, "real": real}[args.mode](args, reconstructor)
     return 0
 

@@ -129,7 +129,7 @@ def subject_job(photo_dir: Path, iterations: int | None):
     photos, failed = prepare_photos(photo_dir, SubjectOptions())
     if failed or not photos:
         raise RuntimeError(f"{photo_dir}: photos failed: {failed}")
-    reconstructor = Reconstructor(ReconstructOptions(device="cpu"))
+    reconstructor = Reconstructor(ReconstructOptions(device="cpu", init="landmarks"))
     initial = Coeffs.cat([reconstructor.coefficients(photos)])
     targets = _targets(photos, reconstructor)
     start = aggregate_identity(reconstructor.face_model, initial, targets.landmarks, AggregationConfig(),

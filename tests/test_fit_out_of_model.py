@@ -30,7 +30,7 @@ def out_of_model(tmp_path_factory, tiny_model):
                                           occluder_probability=0.0), tiny_model)
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setattr(pipeline, "load_face_model", lambda bfm, device: FaceModel(tiny_model).to(device))
-    reconstructor = Reconstructor(ReconstructOptions(device="cpu"))
+    reconstructor = Reconstructor(ReconstructOptions(device="cpu", init="landmarks"))
     monkeypatch.undo()
     photos, failed = prepare_photos(folder / "subject_000" / "images", SubjectOptions())
     assert not failed, failed
