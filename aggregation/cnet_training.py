@@ -8,7 +8,8 @@ fused identity and albedo, and the original's hybrid loss (``recon.training.Hybr
 photometric, landmarks, regularisers, optional identity features) is summed over the set.
 Optionally (``vertex_weight`` > 0) a supervised term adds the mean squared distance (mm^2)
 over the skin vertices between the fused neutral shape and the person's true surface where
-the photo generator wrote it (``truth/subject.mat`` ``model_vertices_mm``).
+the photo generator wrote it (``truth/subject.mat`` ``model_vertices_mm``), translation-free
+as R-Net's supervised terms (``recon.training.supervision``).
 
 A person is a photo folder whose photos have ``landmarks/<stem>.txt``; a data folder that
 holds none itself contributes its subfolders (``<s>/images`` of a ``faceset synth`` set,
@@ -261,8 +262,9 @@ class CNetTrainer:
 
 def neutral_error_mm2(face_model, id_row: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """Mean squared distance (mm^2) over the skin vertices between the neutral shape of
-    id_row (K,) and a true surface (V, 3) dm, 0-d."""
+    id_row (K,) and a true surface (V, 3) dm, their mean offset over the skin removed
+    (the canonical origin is the generator's choice, see ``recon.training.supervision``), 0-d."""
     from recon import constants as C
     zero_exp = torch.zeros(1, face_model.coeff_sizes["exp"], device=id_row.device, dtype=id_row.dtype)
-    shape = face_model.shape(id_row[None], zero_exp)[0]
-    return (((shape - truth) ** 2).sum(-1)[face_model.skin_mask]).mean() * C.MM_PER_UNIT ** 2
+    residual = (face_model.shape(id_row[None], zero_exp)[0] - truth)[face_model.skin_mask]
+    return ((residual - residual.mean(0)) ** 2).sum(-1).mean() * C.MM_PER_UNIT ** 2
