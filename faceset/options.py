@@ -1,17 +1,18 @@
-"""The options of the per-image job and of ``faceset benchmark``, free of torch so that the
-CLI takes its defaults from them before torch loads (``recon.threads`` must run first:
-OpenMP reads its wait policy when torch loads). ``faceset.pipeline`` and
-``faceset.benchmark`` re-export them."""
+"""The options of the per-image job, of the fit jobs and of ``faceset benchmark``, free of
+torch so that the CLI takes its defaults from them before torch loads (``recon.threads``
+must run first: OpenMP reads its wait policy when torch loads). ``faceset.pipeline``,
+``faceset.subject`` and ``faceset.benchmark`` use them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Optional
 
 from recon.constants import RENDERER_BACKENDS, RNET_ARCHITECTURES
 
 DETECTORS = ("mediapipe", "dlib", "insightface")
+IDENTITY_ENCODERS = ("none", "dlib", "arcface")
 LANDMARK_CHOICES = ("auto", "68")
 ARCHITECTURES = RNET_ARCHITECTURES
 
@@ -38,6 +39,32 @@ class ReconstructOptions:
     landmarks: str = "auto"
     slide_contour: bool = False
     exif_focal: bool = True
+
+
+@dataclass
+class FitFlags:
+    """What the user chooses of the analysis-by-synthesis fit (``faceset fit``, ``faceset
+    reconstruct --subject``), one field per CLI flag.
+
+    iters: total fitting steps over the pyramid levels (None: the fit's default schedule);
+    identity: one of ``IDENTITY_ENCODERS`` (not "none": adds the SPEC 5 identity-feature
+    term); arcface: the ArcFace backbone.pth (None: $FACESET_ARCFACE); no_silhouette /
+    no_contrast: drop the outline / log-contrast terms; lpips: LPIPS (render over photo vs
+    photo) before / after in the fit report.
+    """
+
+    iters: Optional[int] = None
+    identity: str = "none"
+    arcface: Optional[Path] = None
+    no_silhouette: bool = False
+    no_contrast: bool = False
+    lpips: bool = False
+
+    def given(self) -> list[str]:
+        """The flags set to something other than their default, as typed on the command line."""
+        default = FitFlags()
+        return ["--" + f.name.replace("_", "-") for f in fields(self)
+                if getattr(self, f.name) != getattr(default, f.name)]
 
 
 # ``faceset benchmark``: its methods, and what --quick runs (a tiny set, a short fit).

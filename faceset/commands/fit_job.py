@@ -1,46 +1,16 @@
-"""The fit jobs behind ``faceset reconstruct --subject`` and ``faceset fit``: their options,
-converted once from the parsed arguments (``FitJob.from_args``), and the run that prints
-the summary. The job itself is ``faceset.subject.refine_folder``."""
+"""The fit jobs behind ``faceset reconstruct --subject`` and ``faceset fit``: their options
+(``faceset.options.FitFlags``, one per flag), converted once from the parsed arguments
+(``FitJob.from_args``), and the run that prints the summary. The job itself is
+``faceset.subject.refine_folder``."""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
-from faceset.options import ReconstructOptions
-
-IDENTITY_ENCODERS = ("none", "dlib", "arcface")
-
-
-@dataclass
-class FitFlags:
-    """The CLI options of the analysis-by-synthesis fit, one field per flag.
-
-    iters: total fitting steps over the pyramid levels (None: the fit's default schedule);
-    identity: "none", "dlib" or "arcface" (adds the identity-feature term); arcface: the
-    ArcFace backbone.pth (None: $FACESET_ARCFACE); no_silhouette / no_contrast: drop the
-    outline / log-contrast terms; lpips: LPIPS before / after in the fit report.
-    """
-
-    iters: Optional[int] = None
-    identity: str = "none"
-    arcface: Optional[Path] = None
-    no_silhouette: bool = False
-    no_contrast: bool = False
-    lpips: bool = False
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "FitFlags":
-        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
-
-    def given(self) -> list[str]:
-        """The flags set to something other than their default, as typed on the command line."""
-        default = FitFlags()
-        return ["--" + f.name.replace("_", "-") for f in fields(self)
-                if getattr(self, f.name) != getattr(default, f.name)]
-
+from faceset.commands import from_args
+from faceset.options import IDENTITY_ENCODERS, FitFlags, ReconstructOptions
 
 FIT_DEFAULTS = FitFlags()
 
@@ -68,7 +38,7 @@ def add_fit_options(parser: argparse.ArgumentParser) -> None:
 
 def refuse_fit_flags(args: argparse.Namespace, why: str) -> None:
     """Refuse fit options given to a command that does not fit (instead of ignoring them)."""
-    given = FitFlags.from_args(args).given()
+    given = from_args(FitFlags, args).given()
     if given:
         raise ValueError(f"{', '.join(given)}: option(s) of the fit, but {why} "
                          "(add --subject, or use 'faceset fit')")
@@ -90,22 +60,12 @@ class FitJob:
     def from_args(cls, args: argparse.Namespace, joint: bool) -> "FitJob":
         from faceset.commands.reconstruct import model_options
         return cls(img_dir=args.img_dir, out=args.out, joint=joint, model=model_options(args),
-                   fit=FitFlags.from_args(args), resume=getattr(args, "resume", False))
+                   fit=from_args(FitFlags, args), resume=getattr(args, "resume", False))
 
     def subject_options(self):
         """The ``faceset.subject.SubjectOptions`` of this job."""
-        from dataclasses import replace
-
         from faceset.subject import SubjectOptions
-        from fitting import FitConfig
-        fit = FitConfig()
-        if self.fit.no_silhouette:
-            fit = replace(fit, silhouette_weight=None)
-        if self.fit.no_contrast:
-            fit = replace(fit, weights=replace(fit.weights, contrast=0.0))
-        return SubjectOptions(reconstruct=self.model, iterations=self.fit.iters, fit=fit,
-                              identity_encoder=self.fit.identity, identity_weights=self.fit.arcface,
-                              lpips=self.fit.lpips, resume=self.resume)
+        return SubjectOptions(reconstruct=self.model, flags=self.fit, resume=self.resume)
 
     def run(self) -> int:
         """Fit, write, print the summary; exit code 1 when some photo failed."""
