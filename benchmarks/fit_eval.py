@@ -144,6 +144,33 @@ def prepared_subject(data: Path, subject: str, landmarks: str, temp: Path):
     return photos, failed
 
 
+def subject_targets(photos, reconstructor: Reconstructor, landmarks: str = "truth", noise: float = 0.0,
+                    seed: int = 0) -> FitTargets:
+    """The fit targets of a subject's prepared photos: the generator's true 68 points plus
+    ``noise`` px (``landmarks="truth"``; the photos take the noisy points too) or the
+    detector's points (``"detector"``), with each photo's camera intrinsics."""
+    if landmarks == "truth":
+        targets = noisy_targets(photos, noise, seed, reconstructor.device)
+    else:
+        points, landmark_set = reconstructor.landmarks(photos)
+        targets = FitTargets(torch.stack([p.crop_tensor() for p in photos]).to(reconstructor.device), points,
+                             landmark_set=landmark_set)
+    return replace(targets, intrinsics=reconstructor.intrinsics(photos))
+
+
+def scan_files(data: Path, subject: str) -> tuple[Path, Path]:
+    """The subject's ground-truth scan (``.obj``, mm) and its 7 NoW landmarks (``.pp``)."""
+    return (next((data / "scans" / subject).glob("*.obj")),
+            next((data / "scans_lmks_onlypp" / subject).glob("*.pp")))
+
+
+def confidence_identity(face_model, init: Coeffs, targets: FitTargets, slide_contour: bool = False):
+    """The confidence-weighted identity of the initial coefficients: the joint fit's start."""
+    return aggregate_identity(face_model, init, targets.landmarks,
+                              AggregationConfig("confidence", slide_contour=slide_contour),
+                              landmark_set=targets.landmark_set)
+
+
 def evaluate_subject(data: Path, subject: str, reconstructor: Reconstructor, config: FitConfig,
                      noise: float, seed: int, encoder=None, given: tuple[str, ...] = (),
                      landmarks: str = "truth", slide_start: bool = False) -> dict:
@@ -155,15 +182,9 @@ def evaluate_subject(data: Path, subject: str, reconstructor: Reconstructor, con
     face_model = reconstructor.face_model
     with tempfile.TemporaryDirectory() as temp:
         photos, failed = prepared_subject(data, subject, landmarks, Path(temp))
-    if landmarks == "truth":
-        targets = noisy_targets(photos, noise, seed, reconstructor.device)
-    else:
-        points, landmark_set = reconstructor.landmarks(photos)
-        targets = FitTargets(torch.stack([p.crop_tensor() for p in photos]).to(reconstructor.device), points,
-                             landmark_set=landmark_set)
-    targets = replace(targets, intrinsics=reconstructor.intrinsics(photos))
-    scan = read_mesh(next((data / "scans" / subject).glob("*.obj")))
-    scan_landmarks, _ = read_pp(next((data / "scans_lmks_onlypp" / subject).glob("*.pp")))
+    targets = subject_targets(photos, reconstructor, landmarks, noise, seed)
+    scan_path, pp_path = scan_files(data, subject)
+    scan, (scan_landmarks, _) = read_mesh(scan_path), read_pp(pp_path)
     init = Coeffs.cat([reconstructor.coefficients([p]) for p in photos])
     timings = {}
     start = time.perf_counter()
@@ -171,9 +192,7 @@ def evaluate_subject(data: Path, subject: str, reconstructor: Reconstructor, con
     per_image = fit_images(face_model, targets, with_truth(data, subject, photos, init, given),
                            per_image_config, encoder)
     timings["per-image fit"] = time.perf_counter() - start
-    confidence = aggregate_identity(face_model, init, targets.landmarks,
-                                    AggregationConfig("confidence", slide_contour=slide_start),
-                                    landmark_set=targets.landmark_set)
+    confidence = confidence_identity(face_model, init, targets, slide_start)
     joint_start = init.replace(id=confidence.id.expand_as(init.id).clone(),
                                tex=confidence.tex.expand_as(init.tex).clone())
     start = time.perf_counter()

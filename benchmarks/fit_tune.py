@@ -37,7 +37,6 @@ for path in (ROOT, ROOT / "benchmarks"):
         sys.path.insert(0, str(path))
 
 import fit_eval  # noqa: E402
-from aggregation import AggregationConfig, aggregate_identity  # noqa: E402
 from evaluation.meshio import read_mesh, read_pp  # noqa: E402
 from faceset.pipeline import ReconstructOptions, Reconstructor  # noqa: E402
 from faceset.subject import SubjectOptions, prepare_photos  # noqa: E402
@@ -64,20 +63,14 @@ def prepare(args, reconstructor: Reconstructor) -> None:
                 continue
             with tempfile.TemporaryDirectory() as temp:
                 photos, failed = fit_eval.prepared_subject(data, subject, args.landmarks, Path(temp))
-            if args.landmarks == "detector":
-                points, landmark_set = reconstructor.landmarks(photos)
-            else:
-                points = torch.tensor(np.stack([p.landmarks68 for p in photos]), dtype=torch.float32)
-                landmark_set = None
+            targets = fit_eval.subject_targets(photos, reconstructor, args.landmarks)
             init = Coeffs.cat([reconstructor.coefficients([p]) for p in photos])
-            start = aggregate_identity(face_model, init, points, AggregationConfig("confidence"),
-                                       landmark_set=landmark_set)
-            scan_path = next((data / "scans" / subject).glob("*.obj"))
-            pp_path = next((data / "scans_lmks_onlypp" / subject).glob("*.pp"))
+            start = fit_eval.confidence_identity(face_model, init, targets)
+            scan_path, pp_path = fit_eval.scan_files(data, subject)
             scan, (scan_landmarks, _) = read_mesh(scan_path), read_pp(pp_path)
             floor_id = fit_eval.projected_id(face_model, fit_eval.scan_at_model_vertices(data, subject, scan))
-            record = dict(images=torch.stack([p.crop_tensor() for p in photos]), points=points,
-                          landmark_set=landmark_set, intrinsics=reconstructor.intrinsics(photos), init=init,
+            record = dict(images=targets.images, points=targets.landmarks,
+                          landmark_set=targets.landmark_set, intrinsics=targets.intrinsics, init=init,
                           start_id=start.id, start_tex=start.tex, scan=str(scan_path), scan_landmarks=str(pp_path),
                           mean_face=_median(face_model, torch.zeros_like(init.id[:1]), scan, scan_landmarks),
                           floor=_median(face_model, floor_id, scan, scan_landmarks), failed=failed)

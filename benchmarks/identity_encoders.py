@@ -45,8 +45,11 @@ class Reference:
     mirrored_landmarks: np.ndarray  # (N, 68, 2)
 
 
-def _crop_224(image: np.ndarray, landmarks: np.ndarray, scale_factor: float = 1.0,
-              shift: tuple[float, float] = (0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
+def face_crop_224(image: np.ndarray, landmarks: np.ndarray, scale_factor: float = 1.0,
+                  shift: tuple[float, float] = (0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
+    """A 224 x 224 crop of the face by our own similarity (not dlib's chip), and the 68
+    landmarks (y-down pixels, float64) moved into it; tests/test_identity_dlib.py uses it too.
+    image: (H, W, 3) uint8; scale_factor / shift (px) move the crop off the canonical one."""
     import cv2
     span = landmarks[:, 0].max() - landmarks[:, 0].min()
     scale = 150.0 / span * scale_factor
@@ -54,7 +57,14 @@ def _crop_224(image: np.ndarray, landmarks: np.ndarray, scale_factor: float = 1.
     matrix = np.array([[scale, 0.0, 111.5 + shift[0] - scale * centre[0]],
                        [0.0, scale, 111.5 + shift[1] - scale * centre[1]]])
     crop = cv2.warpAffine(image, matrix, (224, 224), flags=cv2.INTER_LINEAR)
-    return crop, np.round(landmarks @ matrix[:, :2].T + matrix[:, 2])
+    return crop, landmarks @ matrix[:, :2].T + matrix[:, 2]
+
+
+def _crop_224(image: np.ndarray, landmarks: np.ndarray, scale_factor: float = 1.0,
+              shift: tuple[float, float] = (0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
+    """``face_crop_224`` with the landmarks rounded to whole pixels (as dlib's shapes hold them)."""
+    crop, moved = face_crop_224(image, landmarks, scale_factor, shift)
+    return crop, np.round(moved)
 
 
 def build_reference(examples: Path) -> Reference:

@@ -32,7 +32,6 @@ pipeline could not use, with the reason: counted, named, never dropped silently)
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -261,11 +260,12 @@ class Benchmark:
         return self._collect(staged, report.failed, predictions, run_dir)
 
     def _fit(self, method, subject, predictions, run_dir) -> dict[str, str]:
+        from faceset.options import FitFlags
         from faceset.subject import SubjectOptions, refine_folder
 
         staging, staged = self.staging(subject)
-        options = SubjectOptions(reconstruct=self.reconstruct_options(), iterations=self.options.iterations,
-                                 show_progress=False)
+        options = SubjectOptions(reconstruct=self.reconstruct_options(),
+                                 flags=FitFlags(iters=self.options.iterations), show_progress=False)
         result = refine_folder(staging, run_dir, options, joint=method == "subject")
         return self._collect(staged, result.failed, predictions, run_dir)
 
@@ -317,14 +317,12 @@ def write_image_list(photos: list[BenchmarkPhoto], path: Path) -> Path:
 
 def score_method(dataset: Path, imagepaths: Path, method_dir: Path, method: str, quiet: bool) -> int:
     """``faceset evaluate now`` on the method's predictions, into the method's folder."""
-    from faceset.commands.evaluate import run as evaluate
+    from faceset.commands.evaluate import NowEvaluation
 
-    args = argparse.Namespace(
-        protocol="now", dataset=Path(dataset), predictions=method_dir / "predictions",
-        imagepaths=imagepaths, challenge="", metrical=False, unit="m", backend="auto",
-        out=method_dir, method=method, plots=False, quiet=quiet)
-    (method_dir / "predictions").mkdir(parents=True, exist_ok=True)
-    return evaluate(args)
+    evaluation = NowEvaluation(dataset=Path(dataset), predictions=method_dir / "predictions",
+                               imagepaths=imagepaths, out=method_dir, method=method, quiet=quiet)
+    evaluation.predictions.mkdir(parents=True, exist_ok=True)
+    return evaluation.run()
 
 
 def subject_error_reports(dataset: Path, method_dir: Path, subjects: list[str]) -> list[Path]:

@@ -1,17 +1,19 @@
-"""The options of the per-image job and of ``faceset benchmark``, free of torch so that the
-CLI takes its defaults from them before torch loads (``recon.threads`` must run first:
-OpenMP reads its wait policy when torch loads). ``faceset.pipeline`` and
-``faceset.benchmark`` re-export them."""
+"""The options of the per-image job, of the fit jobs and of ``faceset benchmark``, free of
+torch so that the CLI takes its defaults from them before torch loads (``recon.threads``
+must run first: OpenMP reads its wait policy when torch loads). ``faceset.pipeline``,
+``faceset.subject`` and ``faceset.benchmark`` use them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Optional
 
 from recon.constants import RENDERER_BACKENDS, RNET_ARCHITECTURES
 
 DETECTORS = ("mediapipe", "dlib", "insightface")
+IDENTITY_ENCODERS = ("none", "dlib", "arcface")
+AGGREGATE_METHODS = ("mean", "confidence", "cnet")  # aggregation.AGGREGATION_METHODS (torch-free copy)
 LANDMARK_CHOICES = ("auto", "68")
 # Where the initial coefficients come from: auto (the R-Net of --checkpoint, else the shipped
 # one that fits the face model, else the landmark initialiser), rnet (an R-Net or an error),
@@ -53,6 +55,36 @@ def check_init(options: ReconstructOptions) -> None:
     if options.init == "landmarks" and options.checkpoint is not None:
         raise ValueError(f"--init landmarks uses no R-Net, but --checkpoint {options.checkpoint} "
                          "was given: drop one of them")
+
+
+@dataclass
+class FitFlags:
+    """What the user chooses of the analysis-by-synthesis fit (``faceset fit``, ``faceset
+    reconstruct --subject``), one field per CLI flag.
+
+    iters: total fitting steps over the pyramid levels (None: the fit's default schedule);
+    identity: one of ``IDENTITY_ENCODERS`` (not "none": adds the SPEC 5 identity-feature
+    term); arcface: the ArcFace backbone.pth (None: $FACESET_ARCFACE); no_silhouette /
+    no_contrast: drop the outline / log-contrast terms; lpips: LPIPS (render over photo vs
+    photo) before / after in the fit report; aggregate: how the identity is fused
+    (``AGGREGATE_METHODS``); cnet: the C-Net (name or file) of "cnet", which reads the job's
+    R-Net features.
+    """
+
+    iters: Optional[int] = None
+    identity: str = "none"
+    arcface: Optional[Path] = None
+    no_silhouette: bool = False
+    no_contrast: bool = False
+    lpips: bool = False
+    aggregate: str = "confidence"
+    cnet: Optional[str] = None
+
+    def given(self) -> list[str]:
+        """The flags set to something other than their default, as typed on the command line."""
+        default = FitFlags()
+        return ["--" + f.name.replace("_", "-") for f in fields(self)
+                if getattr(self, f.name) != getattr(default, f.name)]
 
 
 # ``faceset benchmark``: its methods, and what --quick runs (a tiny set, a short fit).

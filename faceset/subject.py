@@ -45,39 +45,45 @@ from typing import Optional
 import numpy as np
 import torch
 
-from aggregation import AggregatedIdentity, AggregationConfig, aggregate, neutral_coeffs
+from aggregation import AggregatedIdentity, AggregationConfig, aggregate
 from faceset.errors import Interrupted
 from faceset.fit_report import REPORT_NAME, import_lpips, write_report
+from faceset.options import FitFlags
 from faceset.pipeline import (PhotoPreparer, PreparedPhoto, ReconstructOptions, Reconstructor,
                               output_paths, per_photo, require_photos, write_photo_outputs)
 from faceset.subject_export import write_subject_mesh
 from fitting import FitConfig, FitResult, FitTargets, fit_images, fit_subject
 from fitting.fit import FitInterrupted
+from recon.identity import configured_identity_encoder
 from recon.io import read_coeffs_mat, read_torch_file, write_atomic, write_coeffs_mat
 from recon.types import Coeffs
 
 @dataclass
 class SubjectOptions:
     """reconstruct: model, checkpoint, device, renderer (as ``faceset reconstruct``);
-    iterations: total fitting steps over the pyramid (None: FitConfig's default schedule);
-    fit: the fitting configuration; aggregation: how the identity is fused (its method
-    "mean", "confidence" or "cnet"); cnet: the C-Net's name or file for "cnet" (it must
-    belong to the job's R-Net);
-    identity_encoder: "none", "dlib" or "arcface" (adds the SPEC 5 identity term);
-    identity_weights: the ArcFace backbone.pth (default $FACESET_ARCFACE);
-    lpips: add LPIPS (render over photo vs photo) before / after to the fit report;
-    resume: start from ``<out>/<stem>.mat`` where present (``faceset fit`` refines)."""
+    flags: what the user chose of the fit (``faceset.options.FitFlags``: steps, identity
+    term, dropped terms, LPIPS, the identity fusion's method and C-Net; as ``faceset fit``);
+    fit: the fitting configuration the flags adjust; aggregation: how the identity is fused
+    (its method "mean", "confidence" or "cnet"; the C-Net of "cnet" is ``flags.cnet`` and
+    must belong to the job's R-Net); resume: start from ``<out>/<stem>.mat`` where present
+    (``faceset fit`` refines)."""
 
     reconstruct: ReconstructOptions = field(default_factory=ReconstructOptions)
-    iterations: Optional[int] = None
+    flags: FitFlags = field(default_factory=FitFlags)
     fit: FitConfig = field(default_factory=FitConfig)
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
-    cnet: Optional[str | Path] = None
-    identity_encoder: str = "none"
-    identity_weights: Optional[Path] = None
-    lpips: bool = False
     resume: bool = False
     show_progress: bool = True
+
+    def fit_config(self) -> FitConfig:
+        """``fit`` with the renderer, the progress bar and the flags applied."""
+        config = replace(self.fit, renderer_backend=self.reconstruct.renderer_backend,
+                         show_progress=self.show_progress)
+        if self.flags.no_silhouette:
+            config = replace(config, silhouette_weight=None)
+        if self.flags.no_contrast:
+            config = replace(config, weights=replace(config.weights, contrast=0.0))
+        return config if self.flags.iters is None else config.with_total_iterations(self.flags.iters)
 
 
 @dataclass
@@ -187,20 +193,6 @@ def _targets(photos: list[PreparedPhoto], reconstructor: Reconstructor) -> FitTa
     return FitTargets(images, landmarks, landmark_set=landmark_set, intrinsics=reconstructor.intrinsics(photos))
 
 
-def _fit_config(options: SubjectOptions) -> FitConfig:
-    config = replace(options.fit, renderer_backend=options.reconstruct.renderer_backend,
-                     show_progress=options.show_progress)
-    return config if options.iterations is None else config.with_total_iterations(options.iterations)
-
-
-def _encoder(options: SubjectOptions, device: torch.device):
-    if options.identity_encoder == "none":
-        return None
-    from recon.identity import load_identity_encoder
-    weights = options.identity_weights if options.identity_encoder == "arcface" else None
-    return load_identity_encoder(options.identity_encoder, weights=weights, device=device)
-
-
 def refine_folder(photo_dir: str | Path, out_dir: str | Path, options: SubjectOptions,
                   joint: bool) -> SubjectReconstruction:
     """Prepare, initialise, (aggregate,) fit and write; see the module docstring.
@@ -208,7 +200,7 @@ def refine_folder(photo_dir: str | Path, out_dir: str | Path, options: SubjectOp
     joint: True fits one shared identity and albedo (the subject job); False fits every
     photo independently (``faceset fit`` without ``--subject``).
     """
-    if options.lpips:
+    if options.flags.lpips:
         import_lpips()  # fail before fitting, not after
     try:
         return _refine_folder(Path(photo_dir), Path(out_dir), options, joint)
@@ -238,8 +230,9 @@ def _refine_folder(photo_dir: Path, out_dir: Path, options: SubjectOptions,
     cnet = _load_cnet(options, reconstructor)
     initial = _initial_coeffs(reconstructor, photos, out_dir, options.resume, notes)
     targets = _targets(photos, reconstructor)
-    config = _fit_config(options)
-    encoder = _encoder(options, reconstructor.device)
+    config = options.fit_config()
+    encoder = configured_identity_encoder(options.flags.identity, options.flags.arcface,
+                                          reconstructor.device)
     state = FitState.load(out_dir, [p.stem for p in photos], joint, config, notes)
     start = fused_start = None
     if state is not None:
@@ -255,38 +248,38 @@ def _refine_folder(photo_dir: Path, out_dir: Path, options: SubjectOptions,
             face_model, targets, initial if start is None else start, config, encoder)
     except FitInterrupted as stop:
         saved = FitState.interrupted(out_dir, [p.stem for p in photos], joint,
-                                     _fit_config(options), initial, stop, state)
+                                     options.fit_config(), initial, stop, state)
         raise Interrupted(0, 1, "subject fits" if joint else "fit jobs",
                           f"the fit stopped after {sum(saved.done)} of "
                           f"{sum(saved.schedule)} steps, kept in {saved.path(out_dir)}") from None
     if state is not None:
         state.extend(result)
-    if joint:
-        fused = result.coeffs[0].neutral()
-    else:
-        fused = neutral_coeffs(_fuse(options, reconstructor, cnet, photos, result.coeffs, targets),
-                               face_model.coeff_sizes)
+    person = result.coeffs[0]   # joint: every photo holds the shared identity and albedo
+    if not joint:
+        identity = _fuse(options, reconstructor, cnet, photos, result.coeffs, targets)
+        person = person.replace(id=identity.id, tex=identity.tex)
+    fused = person.neutral()
     recon = SubjectReconstruction(stems=[p.stem for p in photos], failed=failed, initial=initial,
                                   fitted=result.coeffs, fused=fused, fit=result, notes=notes,
                                   start=fused_start)
-    write_outputs(out_dir, recon, photos, reconstructor, targets, joint, lpips=options.lpips)
+    write_outputs(out_dir, recon, photos, reconstructor, targets, joint, lpips=options.flags.lpips)
     FitState.path(out_dir).unlink(missing_ok=True)
     return recon
 
 
 def _load_cnet(options: SubjectOptions, reconstructor: Reconstructor):
-    """The C-Net of ``options.cnet`` for the "cnet" method (checked against the job's
+    """The C-Net of ``options.flags.cnet`` for the "cnet" method (checked against the job's
     R-Net, before any fitting), else None."""
     if options.aggregation.method != "cnet":
         return None
     from aggregation.cnet import check_rnet, load_cnet, resolve_cnet
-    if options.cnet is None:
+    if options.flags.cnet is None:
         raise ValueError("--aggregate cnet needs --cnet NAME|FILE (a C-Net from 'faceset train-cnet')")
     if reconstructor.rnet is None:
         raise ValueError("--aggregate cnet reads R-Net features, but this job starts from the landmark "
                          "initialiser: give the R-Net the C-Net was trained with (--checkpoint)")
-    cnet, record = load_cnet(options.cnet, reconstructor.device)
-    check_rnet(record, reconstructor.rnet, str(resolve_cnet(options.cnet)))
+    cnet, record = load_cnet(options.flags.cnet, reconstructor.device)
+    check_rnet(record, reconstructor.rnet, str(resolve_cnet(options.flags.cnet)))
     return cnet.to(reconstructor.device)
 
 

@@ -12,6 +12,7 @@ from PIL import Image
 
 import faceset.pipeline as pipeline
 from faceset.cli import main
+from faceset.options import FitFlags
 from faceset.subject import SubjectOptions, reconstruct_subject
 from faceset.synth import SynthConfig, synthesize
 from recon.face_model import FaceModel
@@ -33,7 +34,7 @@ def photo_set(tmp_path, tiny_model, monkeypatch):
 
 def test_subject_job_fits_the_rest_and_reports_the_unusable_photo(photo_set, tmp_path):
     out = tmp_path / "out"
-    options = SubjectOptions(iterations=6, show_progress=False)
+    options = SubjectOptions(flags=FitFlags(iters=6), show_progress=False)
     options.reconstruct.device = "cpu"
     result = reconstruct_subject(photo_set, out, options)
     assert list(result.failed) == ["zz_noface.png"]
@@ -83,7 +84,7 @@ def test_lpips_without_the_extra_fails_before_fitting(tmp_path):
     if importlib.util.find_spec("lpips") is not None:
         pytest.skip("lpips is installed here")
     with pytest.raises(ImportError, match="faceset\\[lpips\\]"):
-        refine_folder(tmp_path, tmp_path / "out", SubjectOptions(lpips=True), joint=True)
+        refine_folder(tmp_path, tmp_path / "out", SubjectOptions(flags=FitFlags(lpips=True)), joint=True)
 
 
 def test_no_silhouette_and_no_contrast_options_select_the_original_objective():
@@ -96,9 +97,9 @@ def test_no_silhouette_and_no_contrast_options_select_the_original_objective():
     default = options_from_args(parser.parse_args(["fit", "photos", "--out", "out"]))
     original = options_from_args(parser.parse_args(["reconstruct", "photos", "--subject", "--out", "out",
                                                     "--no-silhouette", "--no-contrast"]))
-    assert default.fit.silhouette_weight is not None and default.fit.weights.contrast > 0
-    assert original.fit.silhouette_weight is None and original.fit.weights.contrast == 0
-    assert options_from_args(parser.parse_args(["fit", "photos", "--out", "out", "--no-contrast"])).fit.silhouette_weight
+    assert default.fit_config().silhouette_weight is not None and default.fit_config().weights.contrast > 0
+    assert original.fit_config().silhouette_weight is None and original.fit_config().weights.contrast == 0
+    assert options_from_args(parser.parse_args(["fit", "photos", "--out", "out", "--no-contrast"])).fit_config().silhouette_weight
 
 
 def test_cli_options_reach_the_job_once_converted():
@@ -116,7 +117,7 @@ def test_cli_options_reach_the_job_once_converted():
     assert job.model == ReconstructOptions(renderer_backend="torch", landmarks="68", slide_contour=True,
                                            exif_focal=False, face_index=1)
     options = job.subject_options()
-    assert (options.iterations, options.identity_encoder, options.reconstruct) == (30, "dlib", job.model)
+    assert (options.flags, options.reconstruct) == (FitFlags(iters=30, identity="dlib"), job.model)
     plain = ReconstructCommand.from_args(parser.parse_args(["reconstruct", "photos", "--out", "out",
                                                             "--renderer-backend", "torch"]))
     assert plain.options == ReconstructOptions(renderer_backend="torch")

@@ -3,6 +3,10 @@ differentiable chip warp, gradients, and same-vs-different identity on the examp
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -18,6 +22,19 @@ from recon.preprocess.arcface_align import warp_affine
 dlib = pytest.importorskip("dlib")
 Image = pytest.importorskip("PIL.Image")
 cv2 = pytest.importorskip("cv2")
+
+
+def _benchmark_module(name: str):
+    spec = importlib.util.spec_from_file_location(
+        name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module   # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+# A 224 crop of the face by our own similarity, not the library's (shared with the benchmark).
+face_crop_224 = _benchmark_module("identity_encoders").face_crop_224
 
 PHOTOS = ("000002", "000006", "000031", "000050")
 # Measured: 3.9e-7 max |ours - dlib| over these photos (float32); dlib's descriptors have
@@ -57,18 +74,6 @@ def _points(shape) -> np.ndarray:
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
-
-
-def _crop_224(image: np.ndarray, landmarks: np.ndarray, scale_factor: float = 1.0,
-              shift: tuple[float, float] = (0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
-    """A 224 crop of the face (our own similarity, not the library's) and its landmarks."""
-    span = landmarks[:, 0].max() - landmarks[:, 0].min()
-    scale = 150.0 / span * scale_factor
-    centre = landmarks.mean(0)
-    matrix = np.array([[scale, 0.0, 111.5 + shift[0] - scale * centre[0]],
-                       [0.0, scale, 111.5 + shift[1] - scale * centre[1]]])
-    crop = cv2.warpAffine(image, matrix, (224, 224), flags=cv2.INTER_LINEAR)
-    return crop, landmarks @ matrix[:, :2].T + matrix[:, 2]
 
 
 def _dlib_shape(landmarks: np.ndarray):
@@ -155,7 +160,7 @@ def test_encoder_on_224_crops_matches_dlib(network, faces, dlib_models):
     encoder = DlibIdentityEncoder(network)
     for name in ("000002", "000031", "000050"):
         image, shape = faces[name]
-        crop, landmarks = _crop_224(image, _points(shape))
+        crop, landmarks = face_crop_224(image, _points(shape))
         landmarks = np.round(landmarks)  # dlib's shapes are integer points
         reference = np.array(recognizer.compute_face_descriptor(crop, _dlib_shape(landmarks)))
         with torch.no_grad():
@@ -172,7 +177,7 @@ def test_encoder_is_frozen_and_normalised(network, faces):
     encoder.train()
     assert not encoder.network.training
     image, shape = faces["000006"]
-    crop, landmarks = _crop_224(image, _points(shape))
+    crop, landmarks = face_crop_224(image, _points(shape))
     features = encoder(_to_tensor(crop), torch.from_numpy(landmarks)[None].float())
     assert features.shape == (1, 128)
     assert torch.allclose(features.norm(dim=-1), torch.ones(1), atol=1e-6)
@@ -188,10 +193,10 @@ def test_gradient_matches_finite_differences(faces):
     linear, so larger steps cross kinks)."""
     encoder = DlibIdentityEncoder(DlibFaceResNet.from_dlib_file().double())
     image, shape = faces["000031"]
-    crop, landmarks = _crop_224(image, _points(shape), scale_factor=0.7)
+    crop, landmarks = face_crop_224(image, _points(shape), scale_factor=0.7)
     target = encoder(_to_tensor(crop).double(), torch.from_numpy(landmarks)[None]).detach()
     other_image, other_shape = faces["000002"]
-    other, other_lm = _crop_224(other_image, _points(other_shape), scale_factor=0.7)
+    other, other_lm = face_crop_224(other_image, _points(other_shape), scale_factor=0.7)
     pixels = _to_tensor(other).double().requires_grad_(True)
     matrices = encoder.alignment_matrices(torch.from_numpy(other_lm)[None])
 
@@ -212,10 +217,10 @@ def test_same_person_more_similar_than_different_people(network, faces):
                          45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40, 54, 53, 52, 51, 50,
                          49, 48, 59, 58, 57, 56, 55, 64, 63, 62, 61, 60, 67, 66, 65])
     for image, shape in faces.values():
-        crop, lm = _crop_224(image, _points(shape))
+        crop, lm = face_crop_224(image, _points(shape))
         crops.append(_to_tensor(crop))
         landmarks.append(torch.from_numpy(lm).float())
-        other, other_lm = _crop_224(np.ascontiguousarray(image[:, ::-1]), _points(shape) * [-1, 1]
+        other, other_lm = face_crop_224(np.ascontiguousarray(image[:, ::-1]), _points(shape) * [-1, 1]
                                     + [image.shape[1] - 1, 0], scale_factor=0.9,
                                     shift=(6.0, -4.0))
         mirrored.append(_to_tensor(other))

@@ -72,11 +72,13 @@ def test_subject_job_starts_from_the_cnet_fusion(tmp_path, person, rnet_file, cn
     from aggregation import AggregationConfig, aggregate
     from aggregation.cnet import load_cnet
     from faceset.pipeline import ReconstructOptions
+    from faceset.options import FitFlags
     from faceset.subject import SubjectOptions, refine_folder
     from recon.rnet import load_checkpoint
     options = SubjectOptions(
         reconstruct=ReconstructOptions(device="cpu", checkpoint=rnet_file, arch=ARCH, renderer_backend="torch"),
-        iterations=3, aggregation=AggregationConfig(method="cnet"), cnet=cnet_file, show_progress=False)
+        flags=FitFlags(iters=3, cnet=cnet_file), aggregation=AggregationConfig(method="cnet"),
+        show_progress=False)
     out = tmp_path / "out"
     recon = refine_folder(person / "subject_000" / "images", out, options, joint=True)
     assert len(recon.stems) == 3 and recon.start is not None

@@ -15,13 +15,62 @@ the per-image CSV and the printout), never dropped silently. See ``faceset.bench
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Optional
+
+from faceset.commands import CommandOptions, from_args
+from faceset.options import METHODS, QUICK_ITERATIONS, QUICK_PHOTOS, QUICK_SUBJECTS, BenchmarkOptions
+
+
+@dataclass
+class BenchmarkCommand(CommandOptions):
+    """``faceset benchmark``'s options: dataset, the NoW-layout folder; methods: a comma-separated
+    list of ``METHODS`` or "all"; out: the output folder; imagepaths / images: the image list
+    and the photos' folder (None: found in the dataset); quick: a tiny run
+    (``QUICK_SUBJECTS`` x ``QUICK_PHOTOS``, ``QUICK_ITERATIONS`` steps, unless given);
+    options: the run's ``BenchmarkOptions``."""
+
+    dataset: Path
+    methods: str
+    out: Path
+    imagepaths: Optional[Path] = None
+    images: Optional[Path] = None
+    quick: bool = False
+    options: BenchmarkOptions = field(default_factory=BenchmarkOptions)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "BenchmarkCommand":
+        return from_args(cls, args, options=from_args(BenchmarkOptions, args, show_progress=not args.quiet))
+
+    def method_list(self) -> list[str]:
+        if self.methods.strip() == "all":
+            return [m for m in METHODS if m != "rnet" or self.options.checkpoint is not None]
+        return [m.strip() for m in self.methods.split(",") if m.strip()]
+
+    def run_options(self) -> BenchmarkOptions:
+        """``options`` with --quick's sizes where none was given."""
+        if not self.quick:
+            return self.options
+        return replace(self.options, subjects=self.options.subjects or QUICK_SUBJECTS,
+                       photos=self.options.photos or QUICK_PHOTOS,
+                       iterations=self.options.iterations or QUICK_ITERATIONS)
+
+    def run(self) -> int:
+        from faceset.benchmark import run_benchmark
+
+        outcomes = run_benchmark(self.dataset, self.method_list(), self.out, self.run_options(),
+                                 self.imagepaths, self.images)
+        failed = {m: len(o.failed) for m, o in outcomes.items() if o.failed}
+        if failed:
+            print("photos without a prediction: " + ", ".join(f"{m} {n}" for m, n in failed.items())
+                  + " (see <method>/failures.json)")
+        print(f"results in {self.out}; compare with: faceset compare {self.out}/<method> ... --out DIR")
+        return 0
 
 
 def register(subparsers) -> None:
     from faceset.commands.reconstruct import add_renderer_backend_option
-    from faceset.options import (METHODS, QUICK_ITERATIONS, QUICK_PHOTOS, QUICK_SUBJECTS,
-                                 BenchmarkOptions)
 
     parser = subparsers.add_parser(
         "benchmark", help="run pipelines on a NoW-layout dataset and score each (NoW protocol)",
@@ -32,9 +81,9 @@ def register(subparsers) -> None:
                         help=f"comma-separated among {', '.join(METHODS)}, or 'all' "
                              "(all but rnet unless --checkpoint is given)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--imagepaths", type=Path, default=None,
+    parser.add_argument("--imagepaths", type=Path, default=BenchmarkCommand.imagepaths,
                         help="NoW image list (default: DATASET/imagepathsvalidation.txt when present)")
-    parser.add_argument("--images", type=Path, default=None,
+    parser.add_argument("--images", type=Path, default=BenchmarkCommand.images,
                         help="folder of <subject>/<challenge>/<image> photos (default: "
                              "DATASET/iphone_pictures or DATASET/final_release_version/iphone_pictures)")
     defaults = BenchmarkOptions()
@@ -43,37 +92,18 @@ def register(subparsers) -> None:
     parser.add_argument("--bfm", type=Path, default=defaults.bfm, help="BFM folder (default: the embedded model)")
     parser.add_argument("--device", default=defaults.device, help="cpu, cuda or auto (default)")
     add_renderer_backend_option(parser, defaults.renderer_backend)
-    parser.add_argument("--iters", type=int, default=defaults.iterations,
+    parser.add_argument("--iters", type=int, default=defaults.iterations, dest="iterations", metavar="ITERS",
                         help="fitting steps for fit and subject (default: the fit's schedule)")
     parser.add_argument("--subjects", type=int, default=defaults.subjects, help="only the first N subjects")
     parser.add_argument("--photos", type=int, default=defaults.photos,
                         help="only the first N photos of each subject")
-    parser.add_argument("--quick", action="store_true",
+    parser.add_argument("--quick", action="store_true", default=BenchmarkCommand.quick,
                         help=f"a tiny run: {QUICK_SUBJECTS} subjects x {QUICK_PHOTOS} photos, "
                              f"{QUICK_ITERATIONS} fitting steps (unless given)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true", default=not defaults.show_progress,
+                        help="no progress bars")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from faceset.benchmark import (METHODS, QUICK_ITERATIONS, QUICK_PHOTOS, QUICK_SUBJECTS,
-                                   BenchmarkOptions, run_benchmark)
-
-    if args.methods.strip() == "all":
-        methods = [m for m in METHODS if m != "rnet" or args.checkpoint is not None]
-    else:
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    options = BenchmarkOptions(device=args.device, renderer_backend=args.renderer_backend,
-                               checkpoint=args.checkpoint, bfm=args.bfm, iterations=args.iters,
-                               subjects=args.subjects, photos=args.photos, show_progress=not args.quiet)
-    if args.quick:
-        options.subjects = options.subjects or QUICK_SUBJECTS
-        options.photos = options.photos or QUICK_PHOTOS
-        options.iterations = options.iterations or QUICK_ITERATIONS
-    outcomes = run_benchmark(args.dataset, methods, args.out, options, args.imagepaths, args.images)
-    failed = {m: len(o.failed) for m, o in outcomes.items() if o.failed}
-    if failed:
-        print("photos without a prediction: " + ", ".join(f"{m} {n}" for m, n in failed.items())
-              + " (see <method>/failures.json)")
-    print(f"results in {args.out}; compare with: faceset compare {args.out}/<method> ... --out DIR")
-    return 0
+    return BenchmarkCommand.from_args(args).run()

@@ -15,34 +15,55 @@ plotted or averaged with the measured rows.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
+
+from evaluation.references import REFERENCE_SETS
+from faceset.commands import CommandOptions
+
+REFERENCES = ("none", *REFERENCE_SETS)
+
+
+@dataclass
+class CompareCommand(CommandOptions):
+    """``faceset compare``'s options: runs, the evaluate / benchmark output folders; out, the
+    output folder; reference: published rows to add ("none" or a protocol); digits: decimals."""
+
+    runs: list[Path]
+    out: Path
+    reference: str = "none"
+    digits: int = 2
+
+    def run(self) -> int:
+        from evaluation.compare import compare_runs
+
+        comparison = compare_runs(self.runs, self.reference)
+        written = comparison.write(self.out, self.digits)
+        print(comparison.to_markdown(self.digits))
+        for result in comparison.results:
+            if result.problems:
+                names = ", ".join(p["name"] for p in result.problems[:5])
+                more = f" and {len(result.problems) - 5} more" if len(result.problems) > 5 else ""
+                print(f"{result.label}: {len(result.problems)} missing or failed ({names}{more})")
+        print(f"wrote {len(written)} files to {self.out}")
+        return 0
 
 
 def register(subparsers) -> None:
+    defaults = CompareCommand   # its class attributes are the field defaults
     parser = subparsers.add_parser(
         "compare", help="one table and figures from several evaluate / benchmark runs",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN",
                         help="output folders of 'faceset evaluate' (or of benchmark methods)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--reference", default="none",
-                        choices=("none", "now", "micc", "facewarehouse"),
-                        help="add published reference rows (default none); 'micc' on "
+    parser.add_argument("--reference", default=defaults.reference, choices=REFERENCES,
+                        help=f"add published reference rows (default {defaults.reference}); 'micc' on "
                              "FaceWarehouse runs gives the FaceWarehouse numbers")
-    parser.add_argument("--digits", type=int, default=2, help="decimals in the tables (default 2)")
+    parser.add_argument("--digits", type=int, default=defaults.digits,
+                        help=f"decimals in the tables (default {defaults.digits})")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from evaluation.compare import compare_runs
-
-    comparison = compare_runs(args.runs, args.reference)
-    written = comparison.write(args.out, args.digits)
-    print(comparison.to_markdown(args.digits))
-    for result in comparison.results:
-        if result.problems:
-            names = ", ".join(p["name"] for p in result.problems[:5])
-            more = f" and {len(result.problems) - 5} more" if len(result.problems) > 5 else ""
-            print(f"{result.label}: {len(result.problems)} missing or failed ({names}{more})")
-    print(f"wrote {len(written)} files to {args.out}")
-    return 0
+    return CompareCommand.from_args(args).run()

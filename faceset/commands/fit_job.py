@@ -1,51 +1,16 @@
-"""The fit jobs behind ``faceset reconstruct --subject`` and ``faceset fit``: their options,
-converted once from the parsed arguments (``FitJob.from_args``), and the run that prints
-the summary. The job itself is ``faceset.subject.refine_folder``."""
+"""The fit jobs behind ``faceset reconstruct --subject`` and ``faceset fit``: their options
+(``faceset.options.FitFlags``, one per flag), converted once from the parsed arguments
+(``FitJob.from_args``), and the run that prints the summary. The job itself is
+``faceset.subject.refine_folder``."""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
-from faceset.options import ReconstructOptions
-
-IDENTITY_ENCODERS = ("none", "dlib", "arcface")
-AGGREGATE_METHODS = ("mean", "confidence", "cnet")  # aggregation.AGGREGATION_METHODS
-
-
-@dataclass
-class FitFlags:
-    """The CLI options of the analysis-by-synthesis fit, one field per flag.
-
-    iters: total fitting steps over the pyramid levels (None: the fit's default schedule);
-    identity: "none", "dlib" or "arcface" (adds the identity-feature term); arcface: the
-    ArcFace backbone.pth (None: $FACESET_ARCFACE); no_silhouette / no_contrast: drop the
-    outline / log-contrast terms; lpips: LPIPS before / after in the fit report;
-    aggregate: how the identity is fused (``AGGREGATE_METHODS``); cnet: the C-Net (name or
-    file) of "cnet", which reads the job's R-Net features.
-    """
-
-    iters: Optional[int] = None
-    identity: str = "none"
-    arcface: Optional[Path] = None
-    no_silhouette: bool = False
-    no_contrast: bool = False
-    lpips: bool = False
-    aggregate: str = "confidence"
-    cnet: Optional[str] = None
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "FitFlags":
-        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
-
-    def given(self) -> list[str]:
-        """The flags set to something other than their default, as typed on the command line."""
-        default = FitFlags()
-        return ["--" + f.name.replace("_", "-") for f in fields(self)
-                if getattr(self, f.name) != getattr(default, f.name)]
-
+from faceset.commands import from_args
+from faceset.options import AGGREGATE_METHODS, IDENTITY_ENCODERS, FitFlags, ReconstructOptions
 
 FIT_DEFAULTS = FitFlags()
 
@@ -81,7 +46,7 @@ def add_fit_options(parser: argparse.ArgumentParser) -> None:
 
 def refuse_fit_flags(args: argparse.Namespace, why: str) -> None:
     """Refuse fit options given to a command that does not fit (instead of ignoring them)."""
-    given = FitFlags.from_args(args).given()
+    given = from_args(FitFlags, args).given()
     if given:
         raise ValueError(f"{', '.join(given)}: option(s) of the fit, but {why} "
                          "(add --subject, or use 'faceset fit')")
@@ -102,7 +67,7 @@ class FitJob:
     @classmethod
     def from_args(cls, args: argparse.Namespace, joint: bool) -> "FitJob":
         from faceset.commands.reconstruct import model_options
-        fit = FitFlags.from_args(args)
+        fit = from_args(FitFlags, args)
         if (fit.aggregate == "cnet") != (fit.cnet is not None):
             raise ValueError("--aggregate cnet and --cnet NAME|FILE go together (the C-Net fuses "
                              "the identity)")
@@ -111,20 +76,10 @@ class FitJob:
 
     def subject_options(self):
         """The ``faceset.subject.SubjectOptions`` of this job."""
-        from dataclasses import replace
-
         from aggregation import AggregationConfig
         from faceset.subject import SubjectOptions
-        from fitting import FitConfig
-        fit = FitConfig()
-        if self.fit.no_silhouette:
-            fit = replace(fit, silhouette_weight=None)
-        if self.fit.no_contrast:
-            fit = replace(fit, weights=replace(fit.weights, contrast=0.0))
-        return SubjectOptions(reconstruct=self.model, iterations=self.fit.iters, fit=fit,
-                              identity_encoder=self.fit.identity, identity_weights=self.fit.arcface,
-                              lpips=self.fit.lpips, resume=self.resume,
-                              aggregation=AggregationConfig(method=self.fit.aggregate), cnet=self.fit.cnet)
+        return SubjectOptions(reconstruct=self.model, flags=self.fit, resume=self.resume,
+                              aggregation=AggregationConfig(method=self.fit.aggregate))
 
     def run(self) -> int:
         """Fit, write, print the summary; exit code 1 when some photo failed."""

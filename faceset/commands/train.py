@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from faceset.commands import from_args
+
+if TYPE_CHECKING:
+    from recon.training.config import TrainConfig
 
 
 def register(subparsers) -> None:
@@ -77,34 +84,42 @@ def register(subparsers) -> None:
                         dest="max_iters_per_epoch", metavar="N",
                         help="stop every epoch after this many iterations (smoke runs, timing)")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="no progress bars")
+                        default=TrainCommand.progress, help="no progress bars")
     parser.set_defaults(func=run)
 
 
-def train_config(args: argparse.Namespace):
-    """The parsed arguments as a TrainConfig: every field the parser has a flag for."""
-    from dataclasses import fields
+@dataclass
+class TrainCommand:
+    """``faceset train``: the run's ``recon.training.TrainConfig`` (every field the parser
+    has a flag for; the others at their defaults) and whether to show progress bars."""
 
-    from recon.training import TrainConfig
-    given = vars(args)
-    return TrainConfig(**{f.name: given[f.name] for f in fields(TrainConfig) if f.name in given})
+    config: "TrainConfig"
+    progress: bool = True
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "TrainCommand":
+        from recon.training.config import TrainConfig
+        return cls(config=from_args(TrainConfig, args), progress=args.progress)
+
+    def run(self) -> int:
+        from faceset.errors import prepare_output_dir
+        from recon.training import train
+
+        config = self.config
+        prepare_output_dir(config.out, "checkpoint folder")
+        try:
+            result = train(config, progress=self.progress)
+        except KeyboardInterrupt:
+            from faceset.errors import Interrupted
+            from recon.training.checkpoint import epoch_checkpoints
+            done = max(epoch_checkpoints(config.out), default=0)
+            raise Interrupted(done, config.epochs, "epochs") from None
+        if result.checkpoint is not None:
+            losses = ", ".join(f"{k} {v:.4g}" for k, v in result.last_losses.items())
+            print(f"trained epochs {result.first_epoch}-{result.last_epoch} "
+                  f"({result.iterations} iterations); last window: {losses}; wrote {result.checkpoint}")
+        return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    from faceset.errors import prepare_output_dir
-    from recon.training import train
-
-    prepare_output_dir(args.out, "checkpoint folder")
-    config = train_config(args)
-    try:
-        result = train(config, progress=args.progress)
-    except KeyboardInterrupt:
-        from faceset.errors import Interrupted
-        from recon.training.checkpoint import epoch_checkpoints
-        done = max(epoch_checkpoints(config.out), default=0)
-        raise Interrupted(done, config.epochs, "epochs") from None
-    if result.checkpoint is not None:
-        losses = ", ".join(f"{k} {v:.4g}" for k, v in result.last_losses.items())
-        print(f"trained epochs {result.first_epoch}-{result.last_epoch} "
-              f"({result.iterations} iterations); last window: {losses}; wrote {result.checkpoint}")
-    return 0
+    return TrainCommand.from_args(args).run()

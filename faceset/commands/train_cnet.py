@@ -4,13 +4,76 @@ the image-set confidence network with R-Net frozen (``aggregation.cnet_training`
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
+from faceset.commands import CommandOptions
 from faceset.commands.reconstruct import add_renderer_backend_option
 from recon.constants import RNET_ARCHITECTURES as ARCHES
 
+IDENTITY_CHOICES = ("none", "dlib", "arcface")
+
+
+@dataclass
+class TrainCnetCommand(CommandOptions):
+    """``faceset train-cnet``'s options. data_dirs: a person's photo folder or a folder of
+    them; checkpoint / arch: the frozen R-Net; name or out: where the C-Net goes
+    (``$FACESET_CACHE/cnet/NAME.pth`` or a file; exactly one); bfm / device /
+    renderer_backend: as ``reconstruct``; the rest is ``aggregation.cnet_training.CNetTrainConfig``
+    with the set size as min_photos..max_photos. The defaults are CNetTrainConfig's."""
+
+    data_dirs: list[Path]
+    checkpoint: Path
+    arch: str = "resnet50"
+    name: Optional[str] = None
+    out: Optional[Path] = None
+    steps: int = 2000
+    min_photos: int = 2
+    max_photos: int = 8
+    lr: float = 1e-3
+    vertex_weight: float = 0.0
+    identity: str = "none"
+    arcface: Optional[Path] = None
+    bfm: Optional[Path] = None
+    device: str = "cpu"
+    renderer_backend: str = "auto"
+    seed: int = 0
+    log_every: int = 50
+    progress: bool = True
+
+    def train_config(self, out: Path):
+        """The ``CNetTrainConfig`` of this run, saving to ``out``."""
+        from aggregation.cnet_training import CNetTrainConfig
+        return CNetTrainConfig(
+            data_dirs=list(self.data_dirs), out=out, steps=self.steps,
+            set_size=(self.min_photos, self.max_photos), lr=self.lr, seed=self.seed,
+            identity=self.identity, arcface=self.arcface, renderer_backend=self.renderer_backend,
+            vertex_weight=self.vertex_weight, log_every=self.log_every)
+
+    def run(self) -> int:
+        import torch
+        from aggregation.cnet import resolve_cnet
+        from aggregation.cnet_training import CNetTrainer
+        from recon.models import load_face_model
+        from recon.rnet import load_checkpoint
+
+        out = self.out if self.out is not None else resolve_cnet(self.name)
+        device = torch.device(self.device)
+        face_model = load_face_model(self.bfm, device)
+        rnet = load_checkpoint(self.checkpoint, self.arch, device, sizes=face_model.coeff_sizes)
+        trainer = CNetTrainer(self.train_config(out), rnet, face_model, progress=self.progress)
+        windows = trainer.run(self.progress)
+        if windows:
+            print(f"C-Net steps {trainer.steps_done + 1}-{windows[-1]['step']}: loss "
+                  f"{windows[0]['all']:.4g} (first window) -> {windows[-1]['all']:.4g} (last); wrote {out}")
+        else:
+            print(f"{out}: all {self.steps} steps are done already")
+        return 0
+
 
 def register(subparsers) -> None:
+    defaults = TrainCnetCommand   # its class attributes are the field defaults
     parser = subparsers.add_parser(
         "train-cnet", help="train C-Net (identity fusion over photo sets) with R-Net frozen",
         description="Train the confidence network that fuses a person's identity and albedo "
@@ -23,52 +86,36 @@ def register(subparsers) -> None:
     parser.add_argument("data_dirs", type=Path, nargs="+", metavar="DATA_DIR")
     parser.add_argument("--checkpoint", type=Path, required=True,
                         help="the R-Net checkpoint (kept frozen; its features feed the C-Net)")
-    parser.add_argument("--arch", default="resnet50", choices=ARCHES,
-                        help="that R-Net's backbone (default resnet50)")
+    parser.add_argument("--arch", default=defaults.arch, choices=ARCHES,
+                        help=f"that R-Net's backbone (default {defaults.arch})")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--name", help="save as $FACESET_CACHE/cnet/NAME.pth (load it by NAME)")
     target.add_argument("--out", type=Path, help="save to this .pth file")
-    parser.add_argument("--steps", type=int, default=2000, help="optimiser steps, one set each (default 2000)")
-    parser.add_argument("--min-photos", type=int, default=2, help="smallest set (default 2)")
-    parser.add_argument("--max-photos", type=int, default=8, help="largest set (default 8)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    parser.add_argument("--vertex-weight", type=float, default=0.0,
+    parser.add_argument("--steps", type=int, default=defaults.steps,
+                        help=f"optimiser steps, one set each (default {defaults.steps})")
+    parser.add_argument("--min-photos", type=int, default=defaults.min_photos,
+                        help=f"smallest set (default {defaults.min_photos})")
+    parser.add_argument("--max-photos", type=int, default=defaults.max_photos,
+                        help=f"largest set (default {defaults.max_photos})")
+    parser.add_argument("--lr", type=float, default=defaults.lr,
+                        help=f"Adam learning rate (default {defaults.lr:g})")
+    parser.add_argument("--vertex-weight", type=float, default=defaults.vertex_weight,
                         help="supervised term (per mm^2) on persons whose truth/subject.mat holds "
                              "model_vertices_mm ('faceset synth --realism photo'); default 0: label-free")
-    parser.add_argument("--identity", default="none", choices=("none", "dlib", "arcface"),
-                        help="network of the identity-feature term (default none)")
-    parser.add_argument("--arcface", type=Path, default=None, help="backbone.pth for --identity arcface")
-    parser.add_argument("--bfm", type=Path, default=None,
+    parser.add_argument("--identity", default=defaults.identity, choices=IDENTITY_CHOICES,
+                        help=f"network of the identity-feature term (default {defaults.identity})")
+    parser.add_argument("--arcface", type=Path, default=defaults.arcface,
+                        help="backbone.pth for --identity arcface")
+    parser.add_argument("--bfm", type=Path, default=defaults.bfm,
                         help="BFM folder or BFM_model_front.mat; default: the embedded model")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    add_renderer_backend_option(parser, "auto")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--log-every", type=int, default=50, help="steps per log line (default 50)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument("--device", default=defaults.device, help=f"cpu or cuda (default {defaults.device})")
+    add_renderer_backend_option(parser, defaults.renderer_backend)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--log-every", type=int, default=defaults.log_every,
+                        help=f"steps per log line (default {defaults.log_every})")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", default=defaults.progress)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-    from aggregation.cnet import resolve_cnet
-    from aggregation.cnet_training import CNetTrainConfig, CNetTrainer
-    from recon.models import load_face_model
-    from recon.rnet import load_checkpoint
-
-    out = args.out if args.out is not None else resolve_cnet(args.name)
-    device = torch.device(args.device)
-    face_model = load_face_model(args.bfm, device)
-    rnet = load_checkpoint(args.checkpoint, args.arch, device, sizes=face_model.coeff_sizes)
-    config = CNetTrainConfig(
-        data_dirs=list(args.data_dirs), out=out, steps=args.steps,
-        set_size=(args.min_photos, args.max_photos), lr=args.lr, seed=args.seed,
-        identity=args.identity, arcface=args.arcface, renderer_backend=args.renderer_backend,
-        vertex_weight=args.vertex_weight, log_every=args.log_every)
-    trainer = CNetTrainer(config, rnet, face_model, progress=args.progress)
-    windows = trainer.run(args.progress)
-    if windows:
-        print(f"C-Net steps {trainer.steps_done + 1}-{windows[-1]['step']}: loss "
-              f"{windows[0]['all']:.4g} (first window) -> {windows[-1]['all']:.4g} (last); wrote {out}")
-    else:
-        print(f"{out}: all {args.steps} steps are done already")
-    return 0
+    return TrainCnetCommand.from_args(args).run()
