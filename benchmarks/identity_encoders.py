@@ -26,7 +26,7 @@ from recon.constants import FLIP_PERM_68  # iBUG 68 left-right permutation
 from recon.identity.dlib_resnet import DlibFaceResNet, default_dlib_model_path
 from recon.identity.encoder import ArcFaceIdentityEncoder, DlibIdentityEncoder
 from recon.identity.iresnet import IResNet
-from recon.identity.loss import identity_loss
+from recon.losses import identity_loss
 from recon.preprocess.align import PHOTO_SUFFIXES
 
 
@@ -163,7 +163,8 @@ def separation_rows(reference: Reference, device: str, model: Optional[Path]) ->
         second = encoder(_images(reference.mirrored, device),
                          torch.from_numpy(reference.mirrored_landmarks).float().to(device))
     n = first.shape[0]
-    distance = identity_loss(first.repeat_interleave(n, 0), second.repeat(n, 1)).view(n, n).cpu()
+    distance = identity_loss(first.repeat_interleave(n, 0), second.repeat(n, 1), reduction="none")
+    distance = distance.view(n, n).cpu()
     same = distance.diagonal()
     different = distance[~torch.eye(n, dtype=torch.bool)]
     return [f"| same photo, mirrored + re-cropped | {n} | max {same.max():.3f}, "
@@ -214,7 +215,7 @@ def speed_rows(device: str, reference: Optional[Reference], model: Optional[Path
 
             def step() -> None:
                 pixels = images.clone().requires_grad_(True)
-                identity_loss(encoder(pixels, lm), target).sum().backward()
+                identity_loss(encoder(pixels, lm), target, reduction="none").sum().backward()
 
             with torch.no_grad():
                 ms = _time(lambda: encoder(images, lm), device)

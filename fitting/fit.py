@@ -3,8 +3,9 @@
 ``fit_images`` fits every image of a batch independently (the batch only shares the
 work); ``fit_subject`` fits one identity and one albedo shared by all images of a person,
 with expression, pose and lighting per image. Both minimise the losses of training
-(``recon.losses``, SPEC 5) through the differentiable renderer, coarse to fine over an
-image pyramid, with Adam and a stopping rule on relative improvement. Beyond the
+(``recon.losses.loss_terms``, SPEC 5, per image) through the differentiable renderer,
+coarse to fine over an image pyramid, with Adam and a stopping rule on relative
+improvement. Beyond the
 original, the photometric term can also see the face's outline (``silhouette_weight``),
 and a log-contrast term compares the shading of render and photo independently of
 their overall brightness (``weights.contrast``); both on by default, see
@@ -188,24 +189,23 @@ def _without_outliers(attention: torch.Tensor, level: _Level) -> torch.Tensor:
     return attention if level.outlier_keep is None else attention * level.outlier_keep
 
 
-def _photometric(config: FitConfig, rendered, front: torch.Tensor, level: _Level) -> torch.Tensor:
-    # The outlier mask drops interior pixels the model cannot explain; the silhouette band
-    # stays whole: a large residual there is the misplaced outline the band exists to see.
-    attention = _without_outliers(L.photo_attention(front, level.skin), level)
-    if config.silhouette_weight is not None:
-        coverage = (rendered.rast[..., 3:4] > 0).permute(0, 3, 1, 2).to(attention.dtype)
-        attention = torch.maximum(attention, config.silhouette_weight * L.silhouette_band(coverage))
-    if config.robust_scale is None:
-        return L.photometric_loss(rendered.image, level.images, attention, reduction="none")
-    return L.robust_photometric_loss(rendered.image, level.images, attention,
-                                     scale=config.robust_scale, reduction="none")
+def _photo_attention(config: FitConfig, rendered, interior: torch.Tensor) -> torch.Tensor:
+    """The colour term's pixel weights: the interior ones (skin x front face, outliers out)
+    and, with the silhouette term, the band around the render's outline. The outlier mask
+    drops interior pixels the model cannot explain; the band stays whole: a large residual
+    there is the misplaced outline the band exists to see."""
+    if config.silhouette_weight is None:
+        return interior
+    coverage = (rendered.rast[..., 3:4] > 0).permute(0, 3, 1, 2).to(interior.dtype)
+    return torch.maximum(interior, config.silhouette_weight * L.silhouette_band(coverage))
 
 
-def _contrast(rendered, front: torch.Tensor, level: _Level) -> torch.Tensor:
-    """The log-contrast term over the face's interior pixels (skin-weighted, outliers out)."""
-    attention = _without_outliers(L.photo_attention(front, level.skin), level)
-    return L.contrast_loss(L.log_contrast(rendered.image, level.contrast_sigma), level.contrast, attention,
-                           reduction="none")
+def _contrast_images(rendered, interior: torch.Tensor, level: _Level):
+    """The contrast term's inputs (``recon.losses.TermInputs.contrast``) over the face's
+    interior pixels, or None when the term is off."""
+    if level.contrast is None:
+        return None
+    return L.log_contrast(rendered.image, level.contrast_sigma), level.contrast, interior
 
 
 def _update_outliers(config: FitConfig, rendered, front: torch.Tensor, level: _Level) -> None:
@@ -221,15 +221,6 @@ def _update_outliers(config: FitConfig, rendered, front: torch.Tensor, level: _L
         level.outlier_keep = keep
 
 
-def _regularizers(params: _Parameters, coeffs: Coeffs, config: FitConfig) -> torch.Tensor:
-    """Per-image coefficient prior. A shared group's prior is counted once for the set
-    (divided by M per image): one identity seen M times is one draw from the prior."""
-    weights = config.weights
-    share = 1.0 / params.count if params.shared else 1.0
-    return (share * weights.reg_id * (coeffs.id ** 2).sum(1) + weights.reg_exp * (coeffs.exp ** 2).sum(1)
-            + share * weights.reg_tex * (coeffs.tex ** 2).sum(1))
-
-
 @dataclass
 class _LandmarkTerm:
     """The landmark term's fixed parts: the set, its weights and normaliser
@@ -239,7 +230,6 @@ class _LandmarkTerm:
     weights: torch.Tensor
     normaliser: float
     paths: Optional[ContourPaths]
-    robust_scale: Optional[float] = None
 
     @classmethod
     def of(cls, face_model, targets: FitTargets, config: FitConfig) -> "_LandmarkTerm":
@@ -247,16 +237,13 @@ class _LandmarkTerm:
         landmark_set = (targets.landmark_set or LandmarkSet.ibug68(face_model.landmark_ids)).to(device)
         weights, normaliser = L.set_landmark_weights(landmark_set, device)
         paths = ContourPaths.build(landmark_set, face_model) if config.slide_contour else None
-        return cls(landmark_set, weights, normaliser, paths, config.landmark_robust_scale)
+        return cls(landmark_set, weights, normaliser, paths)
 
-    def __call__(self, face_model, geometry, coeffs: Coeffs, targets: FitTargets) -> torch.Tensor:
-        """Per-image term (M,): the set's points (contour points re-picked on the current
-        silhouette when sliding) against the targets."""
-        points = slid_points(self.landmark_set, self.paths, geometry.camera,
-                             rotation_matrix(coeffs.angle), face_model.camera)
-        return L.landmark_loss(points, targets.landmarks, reduction="none",
-                               visibility=targets.landmark_visibility, weights=self.weights,
-                               normaliser=self.normaliser, robust_scale=self.robust_scale)
+    def points(self, face_model, geometry, coeffs: Coeffs) -> torch.Tensor:
+        """(M, P, 2) the set's points projected, y-down crop pixels (contour points
+        re-picked on the current silhouette when sliding)."""
+        return slid_points(self.landmark_set, self.paths, geometry.camera,
+                           rotation_matrix(coeffs.angle), face_model.camera)
 
 
 def _loss_terms(face_model, params: _Parameters, targets: FitTargets, level: _Level,
@@ -269,21 +256,31 @@ def _loss_terms(face_model, params: _Parameters, targets: FitTargets, level: _Le
     rendered, front = _render_face(face_model, geometry, level)
     if refresh_outliers:
         _update_outliers(config, rendered, front, level)
-    terms = {
-        "color": _photometric(config, rendered, front, level),
-        "lm": landmark_term(face_model, geometry, coeffs, targets),
-        "reg": _regularizers(params, coeffs, config),
-        "gamma": L.gamma_loss(coeffs.gamma, reduction="none"),
-        "reflc": L.reflectance_loss(geometry.albedo, face_model.skin_mask, reduction="none"),
-    }
-    if level.contrast is not None:
-        terms["contrast"] = _contrast(rendered, front, level)
-    if identity is not None:
-        encoder, target_features = identity
-        full = level.renderer.render(geometry, face_model.triangles)
-        terms["feat"] = L.identity_loss(encoder(full.image, geometry.landmarks), target_features,
-                                        reduction="none")
-    return terms
+    interior = _without_outliers(L.photo_attention(front, level.skin), level)
+    inputs = L.TermInputs(
+        rendered=rendered.image, images=level.images, attention=_photo_attention(config, rendered, interior),
+        landmarks=landmark_term.points(face_model, geometry, coeffs), target_landmarks=targets.landmarks,
+        landmark_visibility=targets.landmark_visibility, landmark_weights=landmark_term.weights,
+        landmark_normaliser=landmark_term.normaliser, coeffs=coeffs, albedo=geometry.albedo,
+        skin_mask=face_model.skin_mask, contrast=_contrast_images(rendered, interior, level),
+        features=_identity_features(face_model, geometry, level, identity))
+    # A shared group's prior counts once for the set: one identity seen M times is one
+    # draw from the prior.
+    return L.loss_terms(inputs, config.weights, reduction="none",
+                        shared_groups=SHARED_GROUPS if params.shared else (),
+                        photo_robust_scale=config.robust_scale,
+                        landmark_robust_scale=config.landmark_robust_scale)
+
+
+def _identity_features(face_model, geometry, level: _Level,
+                       identity: Optional[tuple[IdentityEncoder, torch.Tensor]]):
+    """(render's, photos' target) identity features (M, D), or None without an encoder.
+    The whole mesh is rendered over black, as training renders it."""
+    if identity is None:
+        return None
+    encoder, target_features = identity
+    full = level.renderer.render(geometry, face_model.triangles)
+    return encoder(full.image, geometry.landmarks), target_features
 
 
 def _set_learning_rates(optimizer: torch.optim.Optimizer, config: FitConfig, progress: float,

@@ -6,6 +6,10 @@ Every loss takes batch-first tensors and returns either the original's batch red
 which the fitting code sums so that the images of a batch stay independent. The weights
 of the original live in ``recon.constants`` and are gathered in ``LossWeights``; the
 functions here return *unweighted* terms, ``total_loss`` weights and sums them.
+``loss_terms`` is the one place that assembles the terms from a ``TermInputs``: training
+(``recon.training.objective``) asks for the batch reduction, fitting for the per-image
+one, with the identity and albedo of a subject fit counted once for the set
+(``shared_groups``).
 
 Image conventions: images are (B, 3, H, W) RGB floats in [0, 1]; masks and attention maps
 (B, 1, H, W) in [0, 1]; landmarks (B, P, 2) in pixels of the 224 crop (any convention, as
@@ -17,13 +21,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 
 from . import constants as C
 from .landmark_set import LandmarkSet
+from .types import Coeffs
 
 REDUCTIONS = ("batch", "none")
 
@@ -275,15 +280,36 @@ def landmark_loss(pred: torch.Tensor, target: torch.Tensor, reduction: str = "ba
     return per_image.mean() if reduction == "batch" else per_image
 
 
-def coefficient_regularizer(id_coeffs: torch.Tensor, exp_coeffs: torch.Tensor, tex_coeffs: torch.Tensor,
-                            weights: LossWeights = LossWeights(), reduction: str = "batch") -> torch.Tensor:
+PRIOR_GROUPS = ("id", "exp", "tex")  # the coefficient groups with a Gaussian prior (SPEC 5)
+
+
+def coefficient_prior(coeffs: Coeffs, weights: LossWeights = LossWeights(), reduction: str = "batch",
+                      shared_groups: tuple[str, ...] = ()) -> torch.Tensor:
     """(w_id sum id^2 + w_exp sum exp^2 + w_tex sum tex^2) / B (SPEC 5).
 
-    id/exp/tex: (B, K) coefficients in standard deviations. Returns 0-d or (B,).
+    coeffs: Coeffs (B, ...), id/exp/tex in standard deviations; weights: its inner
+    weights ``reg_id``, ``reg_exp``, ``reg_tex``. shared_groups: groups of ``PRIOR_GROUPS``
+    that all B images share (one identity seen B times is one draw from the prior): their
+    prior counts once for the batch, 1/B of it per image. Returns 0-d or (B,).
+
+    Examples:
+        >>> coeffs = Coeffs.zeros(2, Coeffs.sizes_for(n_id=1, n_exp=1, n_tex=1))
+        >>> coeffs.id[:] = 1.0                                # the same identity in both images
+        >>> weights = LossWeights(reg_id=1.0)
+        >>> coefficient_prior(coeffs, weights, reduction="none")
+        tensor([1., 1.])
+        >>> coefficient_prior(coeffs, weights, reduction="none", shared_groups=("id",))
+        tensor([0.5000, 0.5000])
     """
     _check_reduction(reduction)
-    per_image = (weights.reg_id * (id_coeffs ** 2).sum(1) + weights.reg_exp * (exp_coeffs ** 2).sum(1)
-                 + weights.reg_tex * (tex_coeffs ** 2).sum(1))
+    unknown = set(shared_groups) - set(PRIOR_GROUPS)
+    if unknown:
+        raise ValueError(f"shared groups must be among {PRIOR_GROUPS}, got {sorted(unknown)}")
+    share = 1.0 / coeffs.batch_size
+    inner = {"id": weights.reg_id, "exp": weights.reg_exp, "tex": weights.reg_tex}
+    scale = {group: share * weight if group in shared_groups else weight for group, weight in inner.items()}
+    per_image = (scale["id"] * (coeffs.id ** 2).sum(1) + scale["exp"] * (coeffs.exp ** 2).sum(1)
+                 + scale["tex"] * (coeffs.tex ** 2).sum(1))
     return per_image.mean() if reduction == "batch" else per_image
 
 
@@ -327,8 +353,8 @@ def identity_loss(pred_features: torch.Tensor, target_features: torch.Tensor,
                   reduction: str = "batch") -> torch.Tensor:
     """Perceptual identity term sum_b (1 - cos(f_pred, f_in)) / B (SPEC 5), no hinge.
 
-    pred_features, target_features: (B, D) features (normalised here, so any scale works).
-    Returns 0-d or (B,).
+    pred_features, target_features: (B, D) float features of one encoder (normalised here,
+    so any scale works), same device. Returns 0-d or (B,), each image's 1 - cos in [0, 2].
     """
     _check_reduction(reduction)
     if pred_features.ndim != 2 or pred_features.shape != target_features.shape:
@@ -339,9 +365,100 @@ def identity_loss(pred_features: torch.Tensor, target_features: torch.Tensor,
     return per_image.mean() if reduction == "batch" else per_image
 
 
+@dataclass
+class TermInputs:
+    """What the SPEC 5 terms of a batch of B images compare (``loss_terms``); every tensor
+    batch-first, on one device.
+
+    rendered: (B, 3, H, W) the render, RGB in [0, 1]; images: (B, 3, H, W) the photos;
+    attention: (B, 1, H, W) photometric pixel weights in [0, 1], without gradient
+        (``photo_attention``, plus whatever a caller adds or masks);
+    landmarks, target_landmarks: (B, P, 2) the model's projected points and the targets,
+        y-down pixels of the crop;
+    landmark_visibility (B, P), landmark_weights (P,) and landmark_normaliser: as
+        ``landmark_loss`` (None: all visible, the original's 68-point weights);
+    coeffs: the Coeffs (B, ...) of the coefficient prior and the gamma term;
+    albedo: (B, N, 3) per-vertex albedo in [0, 1]; skin_mask: (N,) bool or float;
+    features: None, or (predicted, target) identity features, (B, D) each: the ``feat`` term;
+    contrast: None, or (predicted, target, attention): ``log_contrast`` images (B, 3, H, W)
+        of render and photo and their pixel weights (B, 1, H, W): the ``contrast`` term.
+    """
+
+    rendered: torch.Tensor
+    images: torch.Tensor
+    attention: torch.Tensor
+    landmarks: torch.Tensor
+    target_landmarks: torch.Tensor
+    coeffs: Coeffs
+    albedo: torch.Tensor
+    skin_mask: torch.Tensor
+    landmark_visibility: Optional[torch.Tensor] = None
+    landmark_weights: Optional[torch.Tensor] = None
+    landmark_normaliser: Optional[float] = None
+    features: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+    contrast: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
+
+
+def loss_terms(inputs: TermInputs, weights: LossWeights = LossWeights(), reduction: str = "batch",
+               shared_groups: tuple[str, ...] = (), photo_robust_scale: Optional[float] = None,
+               landmark_robust_scale: Optional[float] = None) -> dict[str, torch.Tensor]:
+    """The unweighted terms of ``inputs``, named as ``LossWeights`` (SPEC 5 plus contrast).
+
+    color (``photometric_loss``, or ``robust_photometric_loss`` with ``photo_robust_scale``),
+    lm (``landmark_loss``, Cauchy beyond ``landmark_robust_scale`` pixels when given), reg
+    (``coefficient_prior``, which holds its inner weights; ``shared_groups`` count once for
+    the batch), gamma, reflc and, when their inputs are given, contrast and feat. A term
+    whose weight is zero is left out (not computed). reduction: ``"batch"`` (the
+    original's, each term 0-d) or ``"none"`` (each term (B,), images independent).
+    Returns {name: term} in the order color, lm, reg, gamma, reflc, contrast, feat;
+    ``total_loss`` weights and sums them.
+
+    Examples:
+        >>> inputs = TermInputs(rendered=torch.zeros(2, 3, 4, 4), images=torch.full((2, 3, 4, 4), 0.5),
+        ...                     attention=torch.ones(2, 1, 4, 4), landmarks=torch.zeros(2, 68, 2),
+        ...                     target_landmarks=torch.zeros(2, 68, 2), coeffs=Coeffs.zeros(2),
+        ...                     albedo=torch.full((2, 5, 3), 0.5), skin_mask=torch.ones(5, dtype=torch.bool))
+        >>> terms = loss_terms(inputs, LossWeights(gamma=0.0), reduction="none")
+        >>> list(terms), terms["color"]                       # gamma dropped; e = sqrt(3 * 0.5^2)
+        (['color', 'lm', 'reg', 'reflc'], tensor([0.8660, 0.8660]))
+    """
+    _check_reduction(reduction)
+    builders: dict[str, Callable[[], torch.Tensor]] = {
+        "color": lambda: _color_term(inputs, reduction, photo_robust_scale),
+        "lm": lambda: landmark_loss(inputs.landmarks, inputs.target_landmarks, reduction=reduction,
+                                    visibility=inputs.landmark_visibility, weights=inputs.landmark_weights,
+                                    normaliser=inputs.landmark_normaliser, robust_scale=landmark_robust_scale),
+        "reg": lambda: coefficient_prior(inputs.coeffs, weights, reduction, shared_groups),
+        "gamma": lambda: gamma_loss(inputs.coeffs.gamma, reduction),
+        "reflc": lambda: reflectance_loss(inputs.albedo, inputs.skin_mask, reduction),
+    }
+    if inputs.contrast is not None:
+        builders["contrast"] = lambda: contrast_loss(*inputs.contrast, reduction=reduction)
+    if inputs.features is not None:
+        builders["feat"] = lambda: identity_loss(*inputs.features, reduction=reduction)
+    return {name: build() for name, build in builders.items() if getattr(weights, name) != 0}
+
+
+def _color_term(inputs: TermInputs, reduction: str, robust_scale: Optional[float]) -> torch.Tensor:
+    if robust_scale is None:
+        return photometric_loss(inputs.rendered, inputs.images, inputs.attention, reduction=reduction)
+    return robust_photometric_loss(inputs.rendered, inputs.images, inputs.attention, scale=robust_scale,
+                                   reduction=reduction)
+
+
+def weighted_terms(terms: dict[str, torch.Tensor], weights: LossWeights = LossWeights()) -> dict[str, torch.Tensor]:
+    """Each unweighted term (keys: color, lm, feat, reg, gamma, reflc, contrast; any shape)
+    times its weight, in the order given. The reg term already holds its inner weights."""
+    known = {f.name for f in fields(weights)}
+    unknown = set(terms) - known
+    if unknown:
+        raise ValueError(f"unknown loss terms {sorted(unknown)}")
+    return {name: getattr(weights, name) * value for name, value in terms.items()}
+
+
 def total_loss(terms: dict[str, torch.Tensor], weights: LossWeights = LossWeights()) -> torch.Tensor:
-    """Weighted sum of the unweighted terms present in ``terms`` (keys: color, lm, feat, reg,
-    gamma, reflc, contrast; any shape that broadcasts). The reg term already holds its inner weights.
+    """Weighted sum of the unweighted terms present in ``terms`` (``weighted_terms``; any
+    shapes that broadcast: 0-d terms give a 0-d total, (B,) terms a per-image one).
 
     Examples:
         >>> weights = LossWeights()
@@ -349,8 +466,4 @@ def total_loss(terms: dict[str, torch.Tensor], weights: LossWeights = LossWeight
         >>> bool(total == weights.color + weights.lm)
         True
     """
-    known = {f.name for f in fields(weights)}
-    unknown = set(terms) - known
-    if unknown:
-        raise ValueError(f"unknown loss terms {sorted(unknown)}")
-    return sum(getattr(weights, name) * value for name, value in terms.items())
+    return sum(weighted_terms(terms, weights).values())

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from gradient_check import assert_pixel_gradients_match
-from recon.identity import (ArcFaceIdentityEncoder, DlibIdentityEncoder, IResNet,
-                            identity_loss, load_arcface_backbone, load_identity_encoder)
+from recon.identity import (ArcFaceIdentityEncoder, DlibIdentityEncoder, IResNet, load_arcface_backbone,
+                            load_identity_encoder)
 from recon.identity.iresnet import ARCFACE_ENV_VAR
+from recon.losses import identity_loss
 
 R50_STAGES = (3, 4, 14, 3)
 
@@ -195,7 +196,7 @@ def test_arcface_features_normalised_and_differentiable(arcface_encoder):
     features = arcface_encoder(images, landmarks)
     assert features.shape == (2, 512)
     assert torch.allclose(features.norm(dim=-1), torch.ones(2), atol=1e-5)
-    identity_loss(features, features.detach().flip(0)).sum().backward()
+    identity_loss(features, features.detach().flip(0), reduction="none").sum().backward()
     assert images.grad is not None and images.grad.abs().sum() > 0
 
 
@@ -210,7 +211,7 @@ def test_arcface_gradient_matches_finite_differences():
     pixels = images.clone().requires_grad_(True)
 
     def loss(x: torch.Tensor) -> torch.Tensor:
-        return identity_loss(encoder(x, matrices=matrices), target).sum()
+        return identity_loss(encoder(x, matrices=matrices), target, reduction="none").sum()
 
     assert_pixel_gradients_match(loss, pixels, ((0, 100, 112), (2, 140, 90)))
 
@@ -221,7 +222,7 @@ def test_identity_loss_is_one_minus_cosine():
     a = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [3.0, 4.0]])
     b = torch.tensor([[2.0, 0.0], [0.0, 5.0], [-1.0, 0.0], [4.0, 3.0]])
     expected = torch.tensor([0.0, 1.0, 2.0, 1.0 - 24.0 / 25.0])
-    assert torch.allclose(identity_loss(a, b), expected, atol=1e-7)
+    assert torch.allclose(identity_loss(a, b, reduction="none"), expected, atol=1e-7)
     with pytest.raises(ValueError, match="features must both be"):
         identity_loss(a, b[:3])
 

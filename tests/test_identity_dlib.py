@@ -13,10 +13,11 @@ import torch
 
 from gradient_check import assert_pixel_gradients_match
 from recon.identity import (DlibFaceResNet, DlibFormatError, DlibIdentityEncoder,
-                            default_dlib_model_path, identity_loss, load_identity_encoder,
+                            default_dlib_model_path, load_identity_encoder,
                             read_dlib_network)
 from recon.identity.chip import dlib_chip_matrix, fit_similarity
 from recon.identity.dlib_resnet import add_zero_extended
+from recon.losses import identity_loss
 from recon.preprocess.arcface_align import warp_affine
 
 dlib = pytest.importorskip("dlib")
@@ -201,7 +202,7 @@ def test_gradient_matches_finite_differences(faces):
     matrices = encoder.alignment_matrices(torch.from_numpy(other_lm)[None])
 
     def loss(x: torch.Tensor) -> torch.Tensor:
-        return identity_loss(encoder(x, matrices=matrices), target).sum()
+        return identity_loss(encoder(x, matrices=matrices), target, reduction="none").sum()
 
     gradient = assert_pixel_gradients_match(loss, pixels, ((0, 112, 112), (1, 100, 90), (2, 130, 120)))
     # Pixels outside the chip get no gradient: the corners of the 224 crop.
@@ -229,7 +230,7 @@ def test_same_person_more_similar_than_different_people(network, faces):
         first = encoder(torch.cat(crops), torch.stack(landmarks))
         second = encoder(torch.cat(mirrored), torch.stack(mirrored_lm))
     distance = identity_loss(first[:, None].expand(-1, len(faces), -1).reshape(-1, 128),
-                             second[None].expand(len(faces), -1, -1).reshape(-1, 128))
+                             second[None].expand(len(faces), -1, -1).reshape(-1, 128), reduction="none")
     distance = distance.view(len(faces), len(faces))
     same = distance.diagonal()
     different = distance[~torch.eye(len(faces), dtype=torch.bool)]

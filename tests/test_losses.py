@@ -6,10 +6,19 @@ import torch
 
 from recon import constants as C
 from recon import losses as L
+from recon.types import Coeffs
 
 
 def _rng(seed=0):
     return np.random.default_rng(seed)
+
+
+def _coeffs(idc, exp, tex, gamma=None):
+    """Coeffs (B, ...) with the given id / exp / tex (and gamma), the other groups zero."""
+    batch, dtype = idc.shape[0], idc.dtype
+    gamma = torch.zeros(batch, 27, dtype=dtype) if gamma is None else gamma
+    return Coeffs(id=idc, exp=exp, tex=tex, angle=torch.zeros(batch, 3, dtype=dtype), gamma=gamma,
+                  trans=torch.zeros(batch, 3, dtype=dtype))
 
 
 def test_photometric_matches_brute_force_and_pools_batch():
@@ -113,7 +122,8 @@ def test_regularizer_gamma_reflectance_identity():
     idc, exp, tex = (torch.tensor(rng.normal(size=(2, k))) for k in (80, 64, 80))
     ref = np.mean([1.0 * (idc[b] ** 2).sum() + 0.8 * (exp[b] ** 2).sum() + 0.017 * (tex[b] ** 2).sum()
                    for b in range(2)])
-    assert float(L.coefficient_regularizer(idc, exp, tex)) == pytest.approx(float(ref))
+    coeffs = _coeffs(idc, exp, tex)
+    assert float(L.coefficient_prior(coeffs)) == pytest.approx(float(ref))
 
     gamma = rng.normal(size=(2, 27))
     g = gamma.reshape(2, 3, 9)
@@ -201,3 +211,143 @@ def test_contrast_loss_is_zero_on_equal_images_and_its_gradient_matches_finite_d
     pred = torch.tensor(rng.uniform(0.1, 0.9, (1, 3, 8, 8)), requires_grad=True)
     assert torch.autograd.gradcheck(
         lambda p: L.contrast_loss(L.log_contrast(p, 1.0), target_contrast, attention, reduction="none"), (pred,))
+
+
+# ---------------------------------------------------------------------------- the term builder
+
+def _term_inputs(seed=8, batch=3, with_extras=True):
+    """A tiny batch of every input of ``loss_terms`` (float64, all requiring gradients where
+    a fit or a network would move them), and the numpy arrays behind it."""
+    rng = _rng(seed)
+    arrays = {
+        "rendered": rng.random((batch, 3, 5, 4)), "images": rng.random((batch, 3, 5, 4)),
+        "attention": rng.random((batch, 1, 5, 4)), "landmarks": rng.normal(size=(batch, 68, 2)) * 3,
+        "target_landmarks": rng.normal(size=(batch, 68, 2)) * 3, "id": rng.normal(size=(batch, 4)),
+        "exp": rng.normal(size=(batch, 3)), "tex": rng.normal(size=(batch, 5)),
+        "gamma": rng.normal(size=(batch, 27)), "albedo": rng.random((batch, 6, 3)),
+        "features": rng.normal(size=(batch, 7)), "target_features": rng.normal(size=(batch, 7)),
+        "contrast": rng.normal(size=(batch, 3, 5, 4)) * 0.2, "target_contrast": rng.normal(size=(batch, 3, 5, 4)) * 0.2,
+    }
+    t = {k: torch.tensor(v, requires_grad=k not in ("images", "attention", "target_landmarks",
+                                                     "target_features", "target_contrast"))
+         for k, v in arrays.items()}
+    skin = torch.tensor([1, 0, 1, 1, 0, 1], dtype=torch.bool)
+    inputs = L.TermInputs(rendered=t["rendered"], images=t["images"], attention=t["attention"],
+                          landmarks=t["landmarks"], target_landmarks=t["target_landmarks"],
+                          coeffs=_coeffs(t["id"], t["exp"], t["tex"], t["gamma"]), albedo=t["albedo"],
+                          skin_mask=skin,
+                          features=(t["features"], t["target_features"]) if with_extras else None,
+                          contrast=(t["contrast"], t["target_contrast"], t["attention"]) if with_extras else None)
+    return inputs, arrays, skin.numpy(), t
+
+
+def _reference_terms(a, skin, weights, shared=()):
+    """Per-image SPEC 5 terms by loops over the arrays, and the batch-pooled colour and
+    contrast terms (pixel sums over all images, as the original pools the photometric one)."""
+    batch = a["rendered"].shape[0]
+    heavy = np.ones(68)
+    heavy[list(C.LANDMARK_HEAVY_IDS)] = C.LANDMARK_HEAVY_WEIGHT
+    inner = {"id": weights.reg_id, "exp": weights.reg_exp, "tex": weights.reg_tex}
+    terms = {name: [] for name in ("color", "lm", "reg", "gamma", "reflc", "contrast", "feat")}
+    pooled = np.zeros(3)  # weighted colour residuals, weighted contrast penalties, weights
+    for b in range(batch):
+        e = np.sqrt(C.PHOTO_EPS + ((a["rendered"][b] - a["images"][b]) ** 2).sum(0))
+        w = a["attention"][b, 0]
+        terms["color"].append((e * w).sum() / max(w.sum(), 1.0))
+        terms["lm"].append(sum(heavy[i] * ((a["landmarks"][b, i] - a["target_landmarks"][b, i]) ** 2).sum()
+                               for i in range(68)) / 68)
+        terms["reg"].append(sum(inner[g] / (batch if g in shared else 1) * (a[g][b] ** 2).sum() for g in inner))
+        light = a["gamma"][b].reshape(3, 9)
+        terms["gamma"].append(((light - light.mean(0)) ** 2).mean())
+        albedo = a["albedo"][b, skin]
+        terms["reflc"].append(((albedo - albedo.mean(0)) ** 2).sum() / skin.sum())
+        c = np.sqrt(C.PHOTO_EPS + ((a["contrast"][b] - a["target_contrast"][b]) ** 2).sum(0))
+        terms["contrast"].append((0.1 * np.log1p(c / 0.1) * w).sum() / max(w.sum(), 1.0))
+        pooled += [(e * w).sum(), (0.1 * np.log1p(c / 0.1) * w).sum(), w.sum()]
+        f, g = a["features"][b], a["target_features"][b]
+        terms["feat"].append(1 - f @ g / (np.linalg.norm(f) * np.linalg.norm(g)))
+    pooled_terms = {"color": pooled[0] / max(pooled[2], 1.0), "contrast": pooled[1] / max(pooled[2], 1.0)}
+    return {k: np.array(v) for k, v in terms.items()}, pooled_terms
+
+
+def test_loss_terms_per_image_and_batch_reductions_match_a_loop_reference():
+    weights = L.LossWeights(contrast=2.0)
+    inputs, arrays, skin, _ = _term_inputs()
+    reference, pooled = _reference_terms(arrays, skin, weights)
+    per_image = L.loss_terms(inputs, weights, reduction="none")
+    assert list(per_image) == ["color", "lm", "reg", "gamma", "reflc", "contrast", "feat"]
+    for name, values in per_image.items():
+        np.testing.assert_allclose(values.detach().numpy(), reference[name], rtol=1e-12, err_msg=name)
+    batch = L.loss_terms(inputs, weights, reduction="batch")
+    for name, value in batch.items():
+        # The original pools the photometric term over all pixels of the batch (and the
+        # contrast term does as it); every other term is the mean of the per-image values.
+        expected = pooled[name] if name in pooled else reference[name].mean()
+        assert value.shape == () and float(value.detach()) == pytest.approx(expected, rel=1e-12), name
+    total = L.total_loss(per_image, weights)
+    np.testing.assert_allclose(total.detach().numpy(),
+                               sum(getattr(weights, name) * reference[name] for name in reference), rtol=1e-12)
+
+
+def test_loss_terms_count_a_shared_groups_prior_once_for_the_batch():
+    weights = L.LossWeights()
+    inputs, arrays, skin, t = _term_inputs(with_extras=False)
+    # one identity and albedo for the set, as a subject fit has them: a (1, K) row expanded
+    for group in ("id", "tex"):
+        arrays[group] = np.repeat(arrays[group][:1], 3, axis=0)
+    coeffs = _coeffs(torch.tensor(arrays["id"]), torch.tensor(arrays["exp"]), torch.tensor(arrays["tex"]), t["gamma"])
+    inputs = L.TermInputs(**{**vars(inputs), "coeffs": coeffs})
+    shared = L.loss_terms(inputs, weights, reduction="none", shared_groups=("id", "tex"))["reg"]
+    reference, _ = _reference_terms({**arrays, "contrast": arrays["rendered"], "target_contrast": arrays["images"]},
+                                    skin, weights, shared=("id", "tex"))
+    np.testing.assert_allclose(shared.numpy(), reference["reg"], rtol=1e-12)
+    # summed over the set: the identity's and albedo's prior once, every expression's once
+    once = (weights.reg_id * (arrays["id"][0] ** 2).sum() + weights.reg_tex * (arrays["tex"][0] ** 2).sum()
+            + weights.reg_exp * (arrays["exp"] ** 2).sum())
+    assert float(shared.sum()) == pytest.approx(once, rel=1e-12)
+    with pytest.raises(ValueError, match="shared groups"):
+        L.coefficient_prior(coeffs, weights, shared_groups=("gamma",))
+
+
+def test_loss_terms_robust_options_are_the_robust_losses():
+    inputs, _, _, _ = _term_inputs(with_extras=False)
+    terms = L.loss_terms(inputs, reduction="none", photo_robust_scale=0.1, landmark_robust_scale=3.0)
+    torch.testing.assert_close(terms["color"], L.robust_photometric_loss(
+        inputs.rendered, inputs.images, inputs.attention, scale=0.1, reduction="none"), rtol=0, atol=0)
+    torch.testing.assert_close(terms["lm"], L.landmark_loss(
+        inputs.landmarks, inputs.target_landmarks, reduction="none", robust_scale=3.0), rtol=0, atol=0)
+
+
+def test_a_zero_weight_drops_its_term_and_its_inputs_cannot_poison_the_total():
+    inputs, _, _, t = _term_inputs()
+    weights = L.LossWeights(contrast=2.0)
+    full = L.loss_terms(inputs, weights, reduction="none")
+    nan_features = torch.full_like(t["features"], float("nan"))
+    poisoned = L.TermInputs(**{**vars(inputs), "features": (nan_features, t["target_features"])})
+    for name in ("color", "lm", "reg", "gamma", "reflc", "contrast", "feat"):
+        without = L.LossWeights(**{**vars(weights), name: 0.0})
+        terms = L.loss_terms(poisoned if name == "feat" else inputs, without, reduction="none")
+        assert list(terms) == [k for k in full if k != name]
+        expected = sum(getattr(weights, k) * v for k, v in full.items() if k != name)
+        torch.testing.assert_close(L.total_loss(terms, without), expected, rtol=1e-15, atol=0)
+    assert not L.loss_terms(poisoned, weights, reduction="none")["feat"].isfinite().any()
+
+
+def test_loss_terms_gradients_are_finite_and_match_finite_differences():
+    inputs, _, _, t = _term_inputs(batch=2)
+    # a pixel with zero colour residual: the eps inside the root keeps its gradient finite
+    with torch.no_grad():
+        t["rendered"][0, :, 0, 0] = t["images"][0, :, 0, 0]
+    weights = L.LossWeights(contrast=2.0)
+    for reduction in ("batch", "none"):
+        L.total_loss(L.loss_terms(inputs, weights, reduction=reduction), weights).sum().backward()
+    moved = [name for name, tensor in t.items() if tensor.requires_grad]
+    for name in moved:
+        assert t[name].grad is not None and torch.isfinite(t[name].grad).all(), name
+
+    def total(landmarks, gamma, albedo):
+        coeffs = Coeffs(**{**vars(inputs.coeffs), "gamma": gamma})
+        changed = L.TermInputs(**{**vars(inputs), "landmarks": landmarks, "coeffs": coeffs, "albedo": albedo})
+        return L.total_loss(L.loss_terms(changed, weights, reduction="none", shared_groups=("id",)), weights)
+
+    assert torch.autograd.gradcheck(total, (t["landmarks"], t["gamma"], t["albedo"]))

@@ -14,8 +14,7 @@ from typing import Optional
 import torch
 
 from recon.face_model import FaceModel
-from recon.losses import (LossWeights, coefficient_regularizer, gamma_loss, identity_loss,
-                          landmark_loss, photo_attention, photometric_loss, reflectance_loss)
+from recon.losses import LossWeights, TermInputs, loss_terms, photo_attention, weighted_terms
 from recon.render import MeshRenderer
 from recon.types import Coeffs
 
@@ -70,27 +69,26 @@ class HybridLoss:
         prediction = self.renderer.render(geometry, self.face_model.triangles)
         with torch.no_grad():
             crop_face = self.renderer.render(geometry, self.face_model.front_triangles)
-        attention = photo_attention(crop_face.mask, skin)
-        w = self.weights
-        terms = {
-            "color": w.color * photometric_loss(prediction.image, images, attention),
-            "lm": w.lm * landmark_loss(geometry.landmarks, landmarks),
-            "reg": w.reg * coefficient_regularizer(coeffs.id, coeffs.exp, coeffs.tex, w),
-            "gamma": w.gamma * gamma_loss(coeffs.gamma),
-            "reflc": w.reflc * reflectance_loss(geometry.albedo, self.face_model.skin_mask),
-        }
-        if self.identity_encoder is not None:
-            terms["feat"] = w.feat * self._identity(prediction.image, geometry.landmarks,
-                                                    images, landmarks)
+        inputs = TermInputs(rendered=prediction.image, images=images,
+                            attention=photo_attention(crop_face.mask, skin),
+                            landmarks=geometry.landmarks, target_landmarks=landmarks, coeffs=coeffs,
+                            albedo=geometry.albedo, skin_mask=self.face_model.skin_mask,
+                            features=self._identity_features(prediction.image, geometry.landmarks,
+                                                             images, landmarks))
+        terms = weighted_terms(loss_terms(inputs, self.weights), self.weights)
         return BatchLoss(total=sum(terms.values()), terms=terms, coeffs=coeffs)
 
-    def _identity(self, rendered: torch.Tensor, predicted_landmarks: torch.Tensor,
-                  images: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
-        # The input is aligned with its true landmarks, the render (black background) with
-        # the predicted ones (SPEC 12 D5); the encoder detaches the landmarks itself.
+    def _identity_features(self, rendered: torch.Tensor, predicted_landmarks: torch.Tensor,
+                           images: torch.Tensor, landmarks: torch.Tensor
+                           ) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+        """(render's, input's) features (B, D), or None without an encoder or feat weight.
+        The input is aligned with its true landmarks, the render (black background) with
+        the predicted ones (SPEC 12 D5); the encoder detaches the landmarks itself."""
+        if self.identity_encoder is None or self.weights.feat == 0:
+            return None
         with torch.no_grad():
             target = self.identity_encoder(images, landmarks)
-        return identity_loss(self.identity_encoder(rendered, predicted_landmarks), target)
+        return self.identity_encoder(rendered, predicted_landmarks), target
 
 
 def _check_batch(images: torch.Tensor, skin: torch.Tensor, landmarks: torch.Tensor) -> None:

@@ -1,4 +1,5 @@
-"""The perceptual identity loss (SPEC 5, ``feat``) and the encoder factory."""
+"""The identity encoder factory; the perceptual identity loss itself (SPEC 5, ``feat``) is
+``recon.losses.identity_loss``."""
 
 from __future__ import annotations
 
@@ -7,22 +8,9 @@ from typing import Optional
 
 import torch
 
-from .. import losses
 from .encoder import ArcFaceIdentityEncoder, DlibIdentityEncoder, IdentityEncoder
 
 ENCODER_KINDS = ("dlib", "arcface")
-
-
-def identity_loss(features_pred: torch.Tensor, features_target: torch.Tensor) -> torch.Tensor:
-    """Per-item 1 - cos(f_pred, f_target), no hinge (the original's ``feat`` term).
-
-    Args:
-        features_pred, features_target: (B, D) float features (normalised or not; the
-            cosine normalises them), same device.
-    Returns:
-        (B,) float in [0, 2]; the original's loss is its mean times ``W_FEAT``.
-    """
-    return losses.identity_loss(features_pred, features_target, reduction="none")
 
 
 def load_identity_encoder(kind: str = "dlib", weights: Optional[str | os.PathLike] = None,
