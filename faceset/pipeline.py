@@ -251,8 +251,9 @@ def choose_rnet(options: ReconstructOptions, face_model: FaceModel) -> Optional[
     """The R-Net of ``options.init`` for ``face_model``, or None for the landmark initialiser.
 
     "auto": ``options.checkpoint`` when given, else the shipped R-Net that fits the face
-    model (``recon.weights``), else None; "rnet": the same without the fallback (ValueError
-    saying why there is none); "landmarks": None (a ``checkpoint`` beside it is refused).
+    model (``recon.weights``) unless its sidecar keeps it out of the default start, else
+    None; "rnet": the checkpoint or the shipped R-Net, or ValueError saying why there is
+    none; "landmarks": None (a ``checkpoint`` beside it is refused).
     """
     check_init(options)
     if options.init == "landmarks":
@@ -261,7 +262,7 @@ def choose_rnet(options: ReconstructOptions, face_model: FaceModel) -> Optional[
         return RNetChoice(Path(options.checkpoint), options.arch, f"R-Net {options.checkpoint}")
     from recon.weights import find_shipped_rnet
     shipped, why_not = find_shipped_rnet(face_model)
-    if shipped is not None:
+    if shipped is not None and (shipped.auto or options.init == "rnet"):
         return RNetChoice(shipped.path, shipped.arch, shipped.describe())
     if options.init == "rnet":
         raise ValueError(f"--init rnet needs an R-Net: no --checkpoint was given and no shipped "

@@ -169,6 +169,16 @@ def test_reconstruct_init_auto_rnet_and_landmarks(tmp_path, photos, shipped_dir,
                  "--checkpoint", str(trained_file), "--arch", ARCH]) == 2
     assert "drop one of them" in capsys.readouterr().err
 
+    # an R-Net shipped as "not the default start" is used by rnet only
+    not_default = tmp_path / "not_default"
+    add_shipped_rnet(trained_file, ARCH, face_model, COMMAND, "2025-01-02", folder=not_default,
+                     auto_note="fits from it end worse")
+    monkeypatch.setenv(RNET_DIR_ENV, str(not_default))
+    from faceset.pipeline import choose_rnet
+    assert choose_rnet(ReconstructOptions(device="cpu"), face_model) is None
+    explicit = choose_rnet(ReconstructOptions(device="cpu", init="rnet"), face_model)
+    assert explicit is not None and "fits from it end worse" in explicit.source
+
     # an R-Net shipped for another face model is ignored by auto and named by rnet
     other_dir = tmp_path / "other_weights"
     add_shipped_rnet(trained_file, ARCH, other_model, COMMAND, "2025-01-02", folder=other_dir)

@@ -6,7 +6,12 @@ and a JSON sidecar ``<name>.json`` that says what it is::
 
     {"format": "faceset.shipped_rnet/1", "file": "<name>.pth", "sha256": "...",
      "arch": "mobilenet_v3_small", "face_model": {...face_model_fingerprint...},
-     "training": {"command": "faceset train ...", "date": "YYYY-MM-DD", ...}}
+     "training": {"command": "faceset train ...", "date": "YYYY-MM-DD", ...},
+     "auto": true}
+
+``auto`` (true when absent) says whether ``reconstruct --init auto`` starts from it; false
+keeps the landmark initialiser as the default start (``--init rnet`` still uses it) and
+``auto_note`` says why, e.g. that fits from it end worse than from the landmarks.
 
 An R-Net regresses the coefficients of one face model: its heads have that model's sizes,
 and what the numbers mean depends on the model's bases. ``find_shipped_rnet`` therefore
@@ -46,9 +51,17 @@ class ShippedRNet:
     arch: str
     sidecar: dict
 
+    @property
+    def auto(self) -> bool:
+        """Whether ``--init auto`` starts from it (the sidecar's ``auto``, true when absent)."""
+        return bool(self.sidecar.get("auto", True))
+
     def describe(self) -> str:
         date = self.sidecar.get("training", {}).get("date", "undated")
-        return f"the shipped R-Net {self.path.name} ({self.arch}, trained {date})"
+        text = f"the shipped R-Net {self.path.name} ({self.arch}, trained {date})"
+        if not self.auto:
+            text += f"; --init rnet only: {self.sidecar.get('auto_note', 'not the default start')}"
+        return text
 
 
 def rnet_dir(folder: Optional[str | os.PathLike] = None) -> Path:
@@ -177,7 +190,8 @@ def _close(recorded, current) -> bool:
 
 def add_shipped_rnet(checkpoint: str | os.PathLike, arch: str, face_model, command: str,
                      date: str, folder: Optional[str | os.PathLike] = None,
-                     name: Optional[str] = None, extra: Optional[dict] = None) -> ShippedRNet:
+                     name: Optional[str] = None, extra: Optional[dict] = None,
+                     auto_note: Optional[str] = None) -> ShippedRNet:
     """Put a trained R-Net into ``rnet_dir(folder)`` as a shipped one: ``<name>.pth``
     holding only ``net_recon`` (no optimiser state; the original's format) and ``<name>.json``.
 
@@ -185,7 +199,8 @@ def add_shipped_rnet(checkpoint: str | os.PathLike, arch: str, face_model, comma
     file ``recon.rnet.load_checkpoint`` reads), loaded strictly for ``face_model``'s sizes
     first; arch: its backbone; command: the training command line; date: when it was
     trained (YYYY-MM-DD); name: default ``rnet_<arch>_<face model name>``; extra: more
-    training facts for the sidecar (e.g. the run's train_config.json). Refuses a result
+    training facts for the sidecar (e.g. the run's train_config.json); auto_note: when
+    given, ``--init auto`` does not start from it and this says why. Refuses a result
     over ``MAX_SHIPPED_BYTES``. Both files are written atomically, the sidecar last.
     """
     import io
@@ -210,6 +225,9 @@ def add_shipped_rnet(checkpoint: str | os.PathLike, arch: str, face_model, comma
               "sha256": hashlib.sha256(data).hexdigest(), "arch": arch,
               "face_model": face_model_fingerprint(face_model),
               "training": {"command": command, "date": date, "source": Path(checkpoint).name,
-                           **(extra or {})}}
+                           **(extra or {})},
+              "auto": auto_note is None}
+    if auto_note is not None:
+        record["auto_note"] = auto_note
     write_text_atomic(where / f"{name}.json", json.dumps(record, indent=1) + "\n")
     return ShippedRNet(target, arch, record)

@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("--date", default=None, help="training date YYYY-MM-DD (default: the "
                                                   "checkpoint file's modification date)")
     add.add_argument("--name", default=None, help="file stem (default rnet_<arch>_<model name>)")
+    add.add_argument("--not-default", default=None, metavar="WHY", dest="auto_note",
+                     help="ship it for --init rnet only (--init auto keeps the landmark "
+                          "initialiser), saying why")
     show = sub.add_parser("show", help="which shipped R-Net a face model gets")
     for p in (add, show):
         p.add_argument("--bfm", type=Path, default=None, help="BFM folder (default: the embedded model)")
@@ -50,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         date = args.date or datetime.date.fromtimestamp(checkpoint.stat().st_mtime).isoformat()
         shipped = add_shipped_rnet(checkpoint, args.arch, face_model, args.command, date,
-                                   folder=args.folder, name=args.name, extra=extra)
+                                   folder=args.folder, name=args.name, extra=extra,
+                                   auto_note=args.auto_note)
     except (OSError, ValueError) as err:
         print(f"recon.weights add: error: {err}", file=sys.stderr)
         return 2
