@@ -390,7 +390,9 @@ def estimate_lighting(face_model: FaceModel, coeffs: Coeffs, images: torch.Tenso
             albedo = geometry.albedo[b, visible[b], c]
             design = rows * albedo[:, None]
             target = observed[b, c, visible[b]] - C.INIT_LIGHT_DC * design[:, 0]
-            normal = design.T @ design + ridge * design.shape[0] * torch.eye(9, device=images.device)
+            # at least one row of ridge: a photo with no visible skin vertex (the start
+            # turned away or off the crop) gets the ambient default instead of a singular solve
+            normal = design.T @ design + ridge * max(design.shape[0], 1) * torch.eye(9, device=images.device)
             channel_gamma.append(torch.linalg.solve(normal, design.T @ target))
         gammas.append(torch.cat(channel_gamma))
     return torch.stack(gammas)

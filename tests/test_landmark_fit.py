@@ -85,6 +85,18 @@ def test_lighting_is_recovered_from_an_image_of_the_face_colours():
     torch.testing.assert_close(gamma, coeffs.gamma, atol=0.03, rtol=0)
 
 
+def test_lighting_of_a_face_outside_the_crop_is_the_ambient_default():
+    """No visible skin vertex (a start turned away from the camera, as an extreme-yaw photo's
+    can be): gamma 0, not a singular solve."""
+    fm = FaceModel(sphere_model(), recenter=False)
+    coeffs = Coeffs.zeros(2, fm.coeff_sizes)
+    coeffs.trans = torch.tensor([[30.0, 0.0, 0.0], [0.0, 0.0, 0.0]])   # the first far off the crop
+    gamma = estimate_lighting(fm, coeffs, torch.full((2, 3, 224, 224), 0.5))
+    assert torch.isfinite(gamma).all()
+    torch.testing.assert_close(gamma[0], torch.zeros(27))
+    assert gamma[1].abs().sum() > 0
+
+
 # ----------------------------------------------------------------- landmark sets, sliding
 
 def _embedded_without_size_mode(model):
