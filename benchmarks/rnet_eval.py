@@ -6,9 +6,11 @@ protocol (neutral canonical mesh against the subject's scan, ``benchmarks/fit_ev
 ``score``), per photo:
 
 - ``mean face (no fit)`` and the model's ``floor`` (the scan's own least-squares identity);
-- ``landmark init`` and ``R-Net``: each start alone;
-- ``fit from landmark init`` and ``fit from R-Net``: ``fitting.fit_images`` (default
-  FitConfig) from each start, with its wall time and steps.
+- ``landmark init`` and ``R-Net``: each start alone; ``R-Net shape, landmark pose``: R-Net's
+  identity, albedo and light with the initialiser's pose and expression (a diagnostic:
+  R-Net's identity without its coarse pose);
+- ``fit from ...``: ``fitting.fit_images`` (default FitConfig) from each start, with its
+  wall time and steps.
 
 Then the real example photos: landmark RMSE against the detector's points (mediapipe's 478,
 and the 68 of the shipped detections) of each start and of the fit from it.
@@ -47,9 +49,16 @@ from faceset.subject import SubjectOptions, prepare_photos  # noqa: E402
 from fitting import FitConfig, FitTargets, fit_images  # noqa: E402
 from recon.types import Coeffs  # noqa: E402
 
-STARTS = ("landmark init", "R-Net")
-METHODS = (fit_eval.MEAN_FACE, "floor", "landmark init", "R-Net",
-           "fit from landmark init", "fit from R-Net")
+STARTS = ("landmark init", "R-Net", "R-Net shape, landmark pose")
+METHODS = (fit_eval.MEAN_FACE, "floor", *STARTS, *(f"fit from {start}" for start in STARTS))
+
+
+def start_coeffs(readers: dict[str, Reconstructor], photos) -> dict[str, Coeffs]:
+    """Every start's (M, ...) coefficients of the photos (see the module docstring)."""
+    landmarks, rnet = (Coeffs.cat([readers[name].coefficients([p]) for p in photos])
+                       for name in ("landmark init", "R-Net"))
+    return {"landmark init": landmarks, "R-Net": rnet,
+            "R-Net shape, landmark pose": landmarks.replace(id=rnet.id, tex=rnet.tex, gamma=rnet.gamma)}
 
 
 def fitted(face_model, targets: FitTargets, start: Coeffs) -> tuple[Coeffs, float, int]:
@@ -77,8 +86,7 @@ def subject_rows(data: Path, subject: str, readers: dict[str, Reconstructor], fi
 
     rows = [{"subject": subject, "photo": p.path.stem, fit_eval.MEAN_FACE: median(torch.zeros_like(floor)),
              "floor": median(floor)} for p in photos]
-    for start_name, reader in readers.items():
-        starts = Coeffs.cat([reader.coefficients([p]) for p in photos])
+    for start_name, starts in start_coeffs(readers, photos).items():
         ends, seconds, steps = fitted(face_model, targets, starts) if fit else (None, float("nan"), 0)
         for index, row in enumerate(rows):
             row[start_name] = median(starts.id[index:index + 1])
@@ -120,18 +128,18 @@ def real_photo_lines(photos_dir: Path, readers: dict[str, Reconstructor], fit: b
             shutil.copy(photo, photo_only / photo.name)
         for label, folder in (("mediapipe 478", photo_only), ("shipped detections, 68", photos_dir)):
             photos, _ = prepare_photos(folder, SubjectOptions())
-            for start_name, reader in readers.items():
-                face_model = reader.face_model
-                points, landmark_set = reader.landmarks(photos)
-                starts = Coeffs.cat([reader.coefficients([p]) for p in photos])
-                targets = FitTargets(torch.stack([p.crop_tensor() for p in photos]), points,
-                                     landmark_set=landmark_set, intrinsics=reader.intrinsics(photos))
+            reader = readers["landmark init"]
+            face_model = reader.face_model
+            points, landmark_set = reader.landmarks(photos)
+            targets = FitTargets(torch.stack([p.crop_tensor() for p in photos]), points,
+                                 landmark_set=landmark_set, intrinsics=reader.intrinsics(photos))
 
-                def rmse(coeffs: Coeffs) -> float:
-                    with torch.no_grad():
-                        geometry = reader.geometry(coeffs, photos)
-                    return float(np.mean(landmark_rmse(face_model, geometry, points, landmark_set)))
+            def rmse(coeffs: Coeffs) -> float:
+                with torch.no_grad():
+                    geometry = reader.geometry(coeffs, photos)
+                return float(np.mean(landmark_rmse(face_model, geometry, points, landmark_set)))
 
+            for start_name, starts in start_coeffs(readers, photos).items():
                 after = f"{rmse(fitted(face_model, targets, starts)[0]):.2f}" if fit else "-"
                 lines.append(f"| {label} | {start_name} | {rmse(starts):.2f} | {after} |")
     return lines
