@@ -32,11 +32,20 @@ def rnet_file(tmp_path_factory, person):
     identities, and a C-Net nothing to weigh (as ``test_cnet.spread_rnet``)."""
     from recon.training.data import FaceTrainingSet, discover
     torch.manual_seed(3)
-    net = ReconNet(ARCH).eval()
+    net = ReconNet(ARCH)
     photos = discover([person / "subject_000" / "images"])[0]
     dataset = FaceTrainingSet(photos, augment=False)
+    images = torch.stack([dataset[i]["image"] for i in range(len(photos))])
     with torch.no_grad():
-        features = net.features(torch.stack([dataset[i]["image"] for i in range(len(photos))]))
+        # batch-norm statistics of these photos: with the fresh ones (mean 0, variance 1)
+        # the pooled features are about 1e-9, and the C-Net's layer norm sees equal rows
+        for layer in net.modules():
+            if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
+                layer.reset_running_stats()
+                layer.momentum = None
+        net.train()(images)
+        net.eval()
+        features = net.features(images)
         centred = features - features.mean(0)
         for head in (net.final_layers[0], net.final_layers[2]):
             weight = torch.randn(head.out_channels, features.shape[1])
@@ -50,11 +59,21 @@ def rnet_file(tmp_path_factory, person):
 
 @pytest.fixture(scope="module")
 def cnet_file(tmp_path_factory, person, rnet_file):
+    """A C-Net file written by ``faceset train-cnet`` (2 small steps), its output layer then
+    redrawn at random: two steps from the zero-initialised layer (the plain mean) leave the
+    confidences equal to 1e-4, and this test needs a C-Net that weighs photos unequally
+    (a large learning rate instead silences the hidden ReLUs: equal weights again)."""
+    from aggregation.cnet import load_cnet, save_cnet
     from faceset.cli import main
     path = tmp_path_factory.mktemp("cnet") / "tiny.pth"
     assert main(["train-cnet", str(person), "--checkpoint", str(rnet_file), "--arch", ARCH,
-                 "--out", str(path), "--steps", "2", "--max-photos", "3", "--lr", "0.05",
+                 "--out", str(path), "--steps", "2", "--max-photos", "3",
                  "--renderer", "torch", "--no-progress", "--log-every", "1"]) == 0
+    cnet, record = load_cnet(path)
+    torch.manual_seed(5)
+    with torch.no_grad():
+        torch.nn.init.normal_(cnet.layers[-1].weight, std=10.0)
+    save_cnet(path, cnet, record)
     return path
 
 
@@ -105,9 +124,9 @@ def test_cnet_options_of_the_fit_jobs(tmp_path, person, rnet_file, cnet_file, ca
     args = build_parser().parse_args(base + ["--aggregate", "cnet", "--cnet", str(cnet_file),
                                              "--checkpoint", str(rnet_file), "--arch", ARCH])
     options = FitJob.from_args(args, joint=True).subject_options()
-    assert options.aggregation.method == "cnet" and options.cnet == str(cnet_file)
+    assert options.aggregation.method == "cnet" and options.flags.cnet == str(cnet_file)
     default = FitJob.from_args(build_parser().parse_args(base), joint=True).subject_options()
-    assert default.aggregation.method == "confidence" and default.cnet is None
+    assert default.aggregation.method == "confidence" and default.flags.cnet is None
     assert main(base + ["--aggregate", "cnet"]) == 2
     assert "--aggregate cnet and --cnet" in capsys.readouterr().err
     assert main(base + ["--cnet", str(cnet_file)]) == 2
