@@ -516,8 +516,11 @@ def test_ctrl_c_keeps_only_complete_outputs_and_the_rerun_finishes(good_dir, tmp
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     command = [sys.executable, "-m", "faceset", "reconstruct", str(good_dir), "--out", str(out),
                "--batch-size", "1"]
+    # the child gets SIGINT's default action: a runner started in the background of a
+    # non-interactive shell passes SIGINT on as ignored, and Python then installs no
+    # KeyboardInterrupt handler (the run would finish untouched)
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not list(out.glob("*.png")) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
