@@ -22,13 +22,13 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     ``ReconstructOptions`` (``model_options`` converts them)."""
     parser.add_argument("--checkpoint", type=Path, default=DEFAULTS.checkpoint,
                         help="R-Net checkpoint (the original's epoch_20.pth, or one 'faceset train' "
-                             "wrote); default: the shipped R-Net where one fits the face model, "
-                             "else the landmark initialiser (see --init)")
+                             "wrote); default: see --init")
     parser.add_argument("--init", default=DEFAULTS.init, choices=INIT_CHOICES,
                         help="initial coefficients: auto (default: the R-Net of --checkpoint, else "
-                             "the shipped R-Net when it fits the face model, else the landmark "
-                             "initialiser), rnet (an R-Net or an error saying why there is none) "
-                             "or landmarks (the landmark initialiser, no network)")
+                             "the shipped R-Net when it fits the face model and its sidecar makes it "
+                             "the default, which today's does not, else the landmark initialiser), "
+                             "rnet (--checkpoint or the shipped R-Net, or an error saying why there "
+                             "is none) or landmarks (the landmark initialiser, no network)")
     parser.add_argument("--arch", default=DEFAULTS.arch, choices=ARCHITECTURES,
                         help=f"R-Net backbone of --checkpoint (default {DEFAULTS.arch}, the original's; "
                              "as 'faceset train --arch' wrote it)")
