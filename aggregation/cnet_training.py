@@ -32,7 +32,7 @@ from recon.losses import LossWeights
 from recon.training.data import FaceTrainingSet, discover
 from recon.training.loop import append_record
 from recon.training.objective import HybridLoss
-from recon.training.supervision import read_truth
+from recon.training.supervision import read_truth, vertex_squared_mm
 from recon.types import Coeffs
 
 from .cnet import (CNetConfig, ConfidenceNet, check_rnet, fuse, read_cnet_file, rnet_record,
@@ -264,7 +264,6 @@ def neutral_error_mm2(face_model, id_row: torch.Tensor, truth: torch.Tensor) -> 
     """Mean squared distance (mm^2) over the skin vertices between the neutral shape of
     id_row (K,) and a true surface (V, 3) dm, their mean offset over the skin removed
     (the canonical origin is the generator's choice, see ``recon.training.supervision``), 0-d."""
-    from recon import constants as C
     zero_exp = torch.zeros(1, face_model.coeff_sizes["exp"], device=id_row.device, dtype=id_row.dtype)
-    residual = (face_model.shape(id_row[None], zero_exp)[0] - truth)[face_model.skin_mask]
-    return ((residual - residual.mean(0)) ** 2).sum(-1).mean() * C.MM_PER_UNIT ** 2
+    residual = face_model.shape(id_row[None], zero_exp)[0] - truth
+    return vertex_squared_mm(residual, face_model.skin_mask)[face_model.skin_mask].mean()

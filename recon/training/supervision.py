@@ -96,6 +96,16 @@ def mirror_vertex_map(mean_shape: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(index).long()
 
 
+def vertex_squared_mm(residual: torch.Tensor, skin_mask: torch.Tensor,
+                      translation_free: bool = True) -> torch.Tensor:
+    """(..., V) squared 3-D distance per vertex, mm^2, of a residual (..., V, 3) in model
+    units (dm); translation_free: its mean over the skin vertices (``skin_mask`` (V,) bool)
+    is removed first (see the module docstring)."""
+    if translation_free:
+        residual = residual - residual[..., skin_mask, :].mean(-2, keepdim=True)
+    return (residual ** 2).sum(-1) * C.MM_PER_UNIT ** 2
+
+
 class ShapeSupervision:
     """The ``vertex`` and ``lm3d`` terms of a batch (see the module docstring).
 
@@ -133,9 +143,7 @@ class ShapeSupervision:
         truth = self.true_shapes(batch["truth_neutral"].to(device)[has], batch["truth_exp"].to(device)[has],
                                  batch["flip"].to(device).bool()[has])
         residual = self.face_model.shape(id_coeffs[has], exp_coeffs[has]) - truth  # (b, V, 3) dm
-        if self.translation_free:
-            residual = residual - residual[:, self.face_model.skin_mask].mean(1, keepdim=True)
-        squared_mm = (residual ** 2).sum(-1) * C.MM_PER_UNIT ** 2  # (b, V)
+        squared_mm = vertex_squared_mm(residual, self.face_model.skin_mask, self.translation_free)
         values = {"vertex": squared_mm[:, self.face_model.skin_mask].mean(),
                   "lm3d": squared_mm[:, self.face_model.landmark_ids].mean()}
         return {name: w * values[name] for name, w in self.weights.items() if w > 0}
