@@ -31,7 +31,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from recon.threads import configure_threads  # noqa: E402
 
@@ -41,7 +40,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-import fit_eval  # noqa: E402
+from benchmarks import fit_eval  # noqa: E402
 from evaluation.meshio import read_mesh, read_pp  # noqa: E402
 from faceset.fit_report import landmark_rmse  # noqa: E402
 from faceset.pipeline import ReconstructOptions, Reconstructor  # noqa: E402
