@@ -31,7 +31,7 @@ from recon import losses as L
 from recon.contour import ContourPaths, slid_points
 from recon.crop_camera import with_intrinsics
 from recon.face_model import rotation_matrix
-from recon.landmark_fit import check_landmarks
+from recon.landmark_fit import check_landmarks, refit_pose_expression
 from recon.landmark_set import LandmarkSet
 from recon.preprocess.skin import skin_probability_torch
 from recon.render import MeshRenderer
@@ -368,6 +368,11 @@ def _run(face_model, targets: FitTargets, init: Coeffs, config: FitConfig, share
                              result.history) from None
     bar.close()
     result.coeffs = params.coeffs().map(lambda t: t.detach().clone())
+    if config.refit_landmarks is not None:
+        result.coeffs = refit_pose_expression(face_model, result.coeffs, targets.landmarks,
+                                              config.refit_landmarks, landmark_set=targets.landmark_set,
+                                              visibility=targets.landmark_visibility,
+                                              intrinsics=targets.intrinsics)
     result.final_loss = None if per_image is None else per_image.detach()
     result.seconds = time.perf_counter() - start
     return result

@@ -324,6 +324,21 @@ def check_landmarks(landmarks: torch.Tensor, count: int, visibility: torch.Tenso
         raise ValueError(f"{what} visibility must be ({landmarks.shape[0]}, {count}), got {tuple(visibility.shape)}")
 
 
+def _observations(face_model: FaceModel, landmarks: torch.Tensor, config: LandmarkFitConfig,
+                  landmark_set: LandmarkSet | None, visibility: torch.Tensor | None,
+                  intrinsics: torch.Tensor | None):
+    """The checked landmark set on the model's device, its points' weights (P,) or (B, P)
+    (times the visibility), each image's camera and the points in its centred y-up plane."""
+    landmark_set = (landmark_set or default_landmark_set(face_model, config)).to(face_model.mean_shape.device)
+    check_landmarks(landmarks, landmark_set.count, visibility)
+    like = face_model.mean_shape
+    weights = landmark_set.weights.to(like)
+    if visibility is not None:
+        weights = weights * visibility.to(weights)
+    cameras = _ImageCameras.of(face_model, landmarks.shape[0], intrinsics)
+    return landmark_set, weights, cameras, _to_centred_yup(landmarks.to(like), face_model, cameras)
+
+
 @torch.no_grad()
 def fit_landmarks(face_model: FaceModel, landmarks: torch.Tensor,
                   config: LandmarkFitConfig | None = None, landmark_set: LandmarkSet | None = None,
@@ -339,17 +354,10 @@ def fit_landmarks(face_model: FaceModel, landmarks: torch.Tensor,
     Returns Coeffs with id, exp, angle, trans set; tex and gamma zero.
     """
     config = config or LandmarkFitConfig()
-    landmark_set = landmark_set or default_landmark_set(face_model, config)
-    check_landmarks(landmarks, landmark_set.count, visibility)
-    device = face_model.mean_shape.device
-    landmark_set = landmark_set.to(device)
+    landmark_set, weights, cameras, image_points = _observations(face_model, landmarks, config, landmark_set,
+                                                                 visibility, intrinsics)
     paths = ContourPaths.build(landmark_set, face_model) if config.slide_contour else None
     points = _PointModel(face_model, landmark_set, paths)
-    weights = landmark_set.weights.to(face_model.mean_shape)
-    if visibility is not None:
-        weights = weights * visibility.to(weights)
-    cameras = _ImageCameras.of(face_model, landmarks.shape[0], intrinsics)
-    image_points = _to_centred_yup(landmarks.to(face_model.mean_shape), face_model, cameras)
     id_c, exp_c, angle, trans = _initial_fit(points, cameras, image_points, weights, config)
     params = torch.cat([angle, trans, id_c, exp_c], dim=1)
     params = _levenberg_marquardt(points, cameras, image_points, weights, params, config)
@@ -358,6 +366,44 @@ def fit_landmarks(face_model: FaceModel, landmarks: torch.Tensor,
                           device=params.device, dtype=params.dtype)
     return coeffs.replace(angle=params[:, :3], trans=params[:, 3:6], id=params[:, 6:6 + n_id],
                           exp=params[:, 6 + n_id:])
+
+
+class _FixedIdentity:
+    """The shape model at a set's points with each image's identity fixed: the identity
+    enters the mean (B, P, 3) and leaves no columns, so the solve moves only pose and
+    expression (the ``_PointModel`` interface, without sliding contour points)."""
+
+    def __init__(self, face_model: FaceModel, landmark_set: LandmarkSet, id_c: torch.Tensor):
+        points = _PointModel(face_model, landmark_set, None)
+        self.mean = points.mean + _contract(points.id_basis, id_c)
+        self.id_basis = points.id_basis[..., :0]
+        self.exp_basis = points.exp_basis
+        self.paths = None
+
+    def rows(self, chosen: None):
+        return self.mean, self.id_basis, self.exp_basis
+
+
+@torch.no_grad()
+def refit_pose_expression(face_model: FaceModel, coeffs: Coeffs, landmarks: torch.Tensor,
+                          config: LandmarkFitConfig | None = None, landmark_set: LandmarkSet | None = None,
+                          visibility: torch.Tensor | None = None,
+                          intrinsics: torch.Tensor | None = None) -> Coeffs:
+    """Pose and expression re-fitted to the landmarks with identity (and colour) kept.
+
+    The MAP landmark fit of ``fit_landmarks`` (same noise model and expression prior, its
+    Levenberg-Marquardt steps) started from ``coeffs`` (B, ...) with ``coeffs.id`` fixed;
+    arguments as ``fit_landmarks`` (contour points do not slide here). Returns ``coeffs`` with angle, trans and exp replaced.
+    """
+    config = config or LandmarkFitConfig()
+    landmark_set, weights, cameras, image_points = _observations(face_model, landmarks, config, landmark_set,
+                                                                 visibility, intrinsics)
+    like = face_model.mean_shape
+    points = _FixedIdentity(face_model, landmark_set, coeffs.id.to(like))
+    params = torch.cat([coeffs.angle, coeffs.trans, coeffs.exp], dim=1).to(like)
+    params = _levenberg_marquardt(points, cameras, image_points, weights, params, config)
+    return coeffs.replace(angle=params[:, :3].to(coeffs.angle), trans=params[:, 3:6].to(coeffs.trans),
+                          exp=params[:, 6:].to(coeffs.exp))
 
 
 @torch.no_grad()

@@ -114,6 +114,21 @@ def test_joint_fit_shares_identity_exactly(face_model):
     assert not torch.equal(per_image.coeffs.id[0], per_image.coeffs.id[1])
 
 
+def test_landmark_refit_moves_only_pose_and_expression_towards_the_points(face_model):
+    truth = _truth(face_model, 2, seed=9)
+    images, landmarks = _render(face_model, truth)
+    targets = FitTargets(images, landmarks + torch.randn(landmarks.shape, generator=torch.Generator().manual_seed(3)))
+    config = FitConfig(pyramid_scales=(0.5,), iterations=(10,), use_skin_attention=False)
+    refitted = fit_images(face_model, targets, _perturbed(truth), config).coeffs
+    plain = fit_images(face_model, targets, _perturbed(truth), replace(config, refit_landmarks=None)).coeffs
+    for group in ("id", "tex", "gamma"):
+        assert torch.equal(getattr(refitted, group), getattr(plain, group))
+
+    def rmse(coeffs):
+        return float((face_model.compute(coeffs).landmarks - targets.landmarks).norm(dim=-1).square().mean().sqrt())
+    assert rmse(refitted) < rmse(plain)
+
+
 def test_stopping_rule_ends_a_converged_level_early(face_model):
     truth = _truth(face_model, 1, seed=7)
     images, landmarks = _render(face_model, truth)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from recon.face_model import FaceModel, rotation_matrix
-from recon.landmark_fit import LandmarkFitConfig, estimate_lighting, euler_from_rotation, fit_landmarks
+from recon.landmark_fit import (LandmarkFitConfig, estimate_lighting, euler_from_rotation, fit_landmarks,
+                                refit_pose_expression)
 from recon.morphable import MorphableModel, incident_triangles
 from recon.types import Coeffs
 
@@ -48,6 +49,32 @@ def test_noisy_landmarks_give_a_plausible_fit(octahedron_model):
     fit = fit_landmarks(fm, target)
     assert (fit.angle - truth.angle).abs().max() < 0.05
     assert (fm.compute(fit).landmarks - target).norm(dim=-1).mean() < 1.5
+
+
+def test_refit_recovers_pose_and_expression_with_the_identity_kept(octahedron_model):
+    fm = FaceModel(octahedron_model, recenter=False)
+    truth = synthetic_batch(fm, seed=3)
+    truth.tex = torch.randn(truth.tex.shape, generator=torch.Generator().manual_seed(4))
+    target = fm.compute(truth).landmarks
+    start = truth.replace(angle=truth.angle + 0.1, trans=truth.trans * 0.5, exp=torch.zeros_like(truth.exp))
+    refit = refit_pose_expression(fm, start, target, LandmarkFitConfig(sigma_px=0.01, lm_iterations=15))
+    assert torch.equal(refit.id, truth.id) and torch.equal(refit.tex, truth.tex)
+    assert torch.equal(refit.gamma, truth.gamma)
+    torch.testing.assert_close(refit.angle, truth.angle, atol=2e-3, rtol=0)
+    torch.testing.assert_close(refit.exp, truth.exp, atol=0.05, rtol=0)
+    assert (fm.compute(refit).landmarks - target).norm(dim=-1).max() < 0.05
+
+
+def test_refit_with_a_wrong_identity_does_not_move_away_from_the_points(octahedron_model):
+    fm = FaceModel(octahedron_model, recenter=False)
+    truth = synthetic_batch(fm, seed=5)
+    target = fm.compute(truth).landmarks
+    start = truth.replace(id=truth.id + 0.5)
+    refit = refit_pose_expression(fm, start, target)
+    before = (fm.compute(start).landmarks - target).norm(dim=-1).mean()
+    after = (fm.compute(refit).landmarks - target).norm(dim=-1).mean()
+    assert torch.equal(refit.id, start.id)
+    assert after < before
 
 
 def sphere_model(n_lat=40, n_lon=80, radius=0.8) -> MorphableModel:
