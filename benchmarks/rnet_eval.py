@@ -8,7 +8,9 @@ protocol (neutral canonical mesh against the subject's scan, ``benchmarks/fit_ev
 - ``mean face (no fit)`` and the model's ``floor`` (the scan's own least-squares identity);
 - ``landmark init`` and ``R-Net``: each start alone; ``R-Net shape, landmark pose``: R-Net's
   identity, albedo and light with the initialiser's pose and expression (a diagnostic:
-  R-Net's identity without its coarse pose);
+  R-Net's identity without its coarse pose); ``R-Net, landmark refit``: R-Net's coefficients
+  with pose and expression re-fitted to the detected points for R-Net's identity
+  (``recon.landmark_fit.refit_pose_expression``, the initialiser's priors);
 - ``fit from ...``: ``fitting.fit_images`` (default FitConfig) from each start, with its
   wall time and steps.
 
@@ -46,9 +48,10 @@ from faceset.fit_report import landmark_rmse  # noqa: E402
 from faceset.pipeline import ReconstructOptions, Reconstructor  # noqa: E402
 from faceset.subject import SubjectOptions, prepare_photos  # noqa: E402
 from fitting import FitConfig, FitTargets, fit_images  # noqa: E402
+from recon.landmark_fit import refit_pose_expression  # noqa: E402
 from recon.types import Coeffs  # noqa: E402
 
-STARTS = ("landmark init", "R-Net", "R-Net shape, landmark pose")
+STARTS = ("landmark init", "R-Net", "R-Net shape, landmark pose", "R-Net, landmark refit")
 METHODS = (fit_eval.MEAN_FACE, "floor", *STARTS, *(f"fit from {start}" for start in STARTS))
 
 
@@ -56,8 +59,13 @@ def start_coeffs(readers: dict[str, Reconstructor], photos) -> dict[str, Coeffs]
     """Every start's (M, ...) coefficients of the photos (see the module docstring)."""
     landmarks, rnet = (Coeffs.cat([readers[name].coefficients([p]) for p in photos])
                        for name in ("landmark init", "R-Net"))
+    reader = readers["landmark init"]
+    points, landmark_set = reader.landmarks(photos)
+    refit = refit_pose_expression(reader.face_model, rnet, points, landmark_set=landmark_set,
+                                  intrinsics=reader.intrinsics(photos))
     return {"landmark init": landmarks, "R-Net": rnet,
-            "R-Net shape, landmark pose": landmarks.replace(id=rnet.id, tex=rnet.tex, gamma=rnet.gamma)}
+            "R-Net shape, landmark pose": landmarks.replace(id=rnet.id, tex=rnet.tex, gamma=rnet.gamma),
+            "R-Net, landmark refit": refit}
 
 
 def fitted(face_model, targets: FitTargets, start: Coeffs) -> tuple[Coeffs, float, int]:
