@@ -88,7 +88,7 @@ def crops(folder, stems) -> torch.Tensor:
 
 
 def test_subject_job_starts_from_the_cnet_fusion(tmp_path, person, rnet_file, cnet_file):
-    from aggregation import AggregationConfig, aggregate
+    from aggregation import aggregate
     from aggregation.cnet import load_cnet
     from faceset.pipeline import ReconstructOptions
     from faceset.options import FitFlags
@@ -96,7 +96,7 @@ def test_subject_job_starts_from_the_cnet_fusion(tmp_path, person, rnet_file, cn
     from recon.rnet import load_checkpoint
     options = SubjectOptions(
         reconstruct=ReconstructOptions(device="cpu", checkpoint=rnet_file, arch=ARCH, renderer_backend="torch"),
-        flags=FitFlags(iters=3, cnet=cnet_file), aggregation=AggregationConfig(method="cnet"),
+        flags=FitFlags(iters=3, aggregate="cnet", cnet=cnet_file),
         show_progress=False)
     out = tmp_path / "out"
     recon = refine_folder(person / "subject_000" / "images", out, options, joint=True)
@@ -124,9 +124,9 @@ def test_cnet_options_of_the_fit_jobs(tmp_path, person, rnet_file, cnet_file, ca
     args = build_parser().parse_args(base + ["--aggregate", "cnet", "--cnet", str(cnet_file),
                                              "--checkpoint", str(rnet_file), "--arch", ARCH])
     options = FitJob.from_args(args, joint=True).subject_options()
-    assert options.aggregation.method == "cnet" and options.flags.cnet == str(cnet_file)
+    assert options.aggregation_config().method == "cnet" and options.flags.cnet == str(cnet_file)
     default = FitJob.from_args(build_parser().parse_args(base), joint=True).subject_options()
-    assert default.aggregation.method == "confidence" and default.flags.cnet is None
+    assert default.aggregation_config().method == "confidence" and default.flags.cnet is None
     assert main(base + ["--aggregate", "cnet"]) == 2
     assert "--aggregate cnet and --cnet" in capsys.readouterr().err
     assert main(base + ["--cnet", str(cnet_file)]) == 2
