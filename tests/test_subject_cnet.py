@@ -9,8 +9,6 @@ import pytest
 import torch
 from PIL import Image
 
-from recon.rnet import ReconNet
-
 ARCH = "mobilenet_v3_small"
 
 
@@ -25,33 +23,10 @@ def person(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def rnet_file(tmp_path_factory, person):
-    """A MobileNet R-Net checkpoint (the original's format) whose identity and albedo heads
-    spread the photos' identities around zero (SD about 0.5): an untrained backbone's pooled
-    features barely differ between photos, so random heads alone would give equal
-    identities, and a C-Net nothing to weigh (as ``test_cnet.spread_rnet``)."""
-    from recon.training.data import FaceTrainingSet, discover
-    torch.manual_seed(3)
-    net = ReconNet(ARCH)
-    photos = discover([person / "subject_000" / "images"])[0]
-    dataset = FaceTrainingSet(photos, augment=False)
-    images = torch.stack([dataset[i]["image"] for i in range(len(photos))])
-    with torch.no_grad():
-        # batch-norm statistics of these photos: with the fresh ones (mean 0, variance 1)
-        # the pooled features are about 1e-9, and the C-Net's layer norm sees equal rows
-        for layer in net.modules():
-            if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
-                layer.reset_running_stats()
-                layer.momentum = None
-        net.train()(images)
-        net.eval()
-        features = net.features(images)
-        centred = features - features.mean(0)
-        for head in (net.final_layers[0], net.final_layers[2]):
-            weight = torch.randn(head.out_channels, features.shape[1])
-            scale = 0.5 / (centred @ weight.T).std()
-            head.weight.copy_((scale * weight)[:, :, None, None])
-            head.bias.copy_(-scale * features.mean(0) @ weight.T)
+def rnet_file(tmp_path_factory, person, spread_rnet):
+    """A MobileNet R-Net checkpoint (the original's format) whose identities differ between
+    the photos (``spread_rnet``)."""
+    net = spread_rnet([person / "subject_000" / "images"], ARCH, seed=3)
     path = tmp_path_factory.mktemp("rnet") / "rnet.pth"
     torch.save({"net_recon": net.state_dict()}, path)
     return path
