@@ -5,8 +5,8 @@ that need it skip when it is absent, and fail when CI=true (CI always has it).
 morphable model with every field BFM09 has, only smaller, built once per session (tests
 wrap it in ``FaceModel``; one that changes the model's tensors works on a
 ``copy.deepcopy``). ``octahedron_model`` is a closed toy mesh for exact geometric answers.
-``spread_rnet`` builds an untrained R-Net whose identities differ between photos (for the
-C-Net tests).
+``small_photo_sets`` writes small out-of-model photo sets and ``spread_rnet`` builds an
+untrained R-Net whose identities differ between their photos (for the C-Net tests).
 """
 
 from __future__ import annotations
@@ -67,6 +67,21 @@ def octahedron_model() -> MorphableModel:
         triangles=tri, landmark_ids=torch.arange(6, 6 + 68), point_buf=incident_triangles(tri, n),
         front_vertex_ids=torch.arange(6), front_triangles=tri[:4],
         skin_mask=torch.ones(n, dtype=torch.bool))
+
+
+def _small_photo_sets(out: Path, subjects: int, images: int, seed: int) -> Path:
+    """``out`` with ``subjects`` out-of-model persons of ``images`` photos each (``faceset synth
+    --realism photo``), small (96-128 pixels, 128-pixel skin textures) and unoccluded."""
+    from faceset.photoreal.generate import PhotoConfig, synthesize_photos
+    synthesize_photos(out, PhotoConfig(subjects=subjects, images=images, seed=seed, image_size=(96, 128),
+                                       texture_size=128, occluder_probability=0.0))
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_photo_sets():
+    """``_small_photo_sets(out, subjects, images, seed)``: small out-of-model photo sets."""
+    return _small_photo_sets
 
 
 def _spread_rnet(photo_dirs: list[Path], arch: str, seed: int = 0):

@@ -26,13 +26,9 @@ def face_model():
 
 
 @pytest.fixture(scope="module")
-def photo_sets(tmp_path_factory):
+def photo_sets(tmp_path_factory, small_photo_sets):
     """Two out-of-model persons with three photos each."""
-    from faceset.photoreal.generate import PhotoConfig, synthesize_photos
-    out = tmp_path_factory.mktemp("cnet_sets")
-    synthesize_photos(out, PhotoConfig(subjects=2, images=3, seed=11, image_size=(96, 128),
-                                       texture_size=128, occluder_probability=0.0))
-    return out
+    return small_photo_sets(tmp_path_factory.mktemp("cnet_sets"), subjects=2, images=3, seed=11)
 
 
 def random_cnet(face_model, seed: int = 0, features: int = FEATURES) -> ConfidenceNet:

@@ -13,13 +13,9 @@ ARCH = "mobilenet_v3_small"
 
 
 @pytest.fixture(scope="module")
-def person(tmp_path_factory):
+def person(tmp_path_factory, small_photo_sets):
     """One out-of-model person with three photos (and landmark files)."""
-    from faceset.photoreal.generate import PhotoConfig, synthesize_photos
-    out = tmp_path_factory.mktemp("cnet_person")
-    synthesize_photos(out, PhotoConfig(subjects=1, images=3, seed=21, image_size=(96, 128),
-                                       texture_size=128, occluder_probability=0.0))
-    return out
+    return small_photo_sets(tmp_path_factory.mktemp("cnet_person"), subjects=1, images=3, seed=21)
 
 
 @pytest.fixture(scope="module")
