@@ -1,8 +1,8 @@
 """The options of the per-image job, of the fit jobs, of ``faceset benchmark`` and what the
-synthetic-set generators share, free of
-torch so that the CLI takes its defaults from them before torch loads (``recon.threads``
-must run first: OpenMP reads its wait policy when torch loads). ``faceset.pipeline``,
-``faceset.subject`` and ``faceset.benchmark`` use them."""
+synthetic-set generators share, free of torch so that the CLI takes its defaults from them
+before torch loads (``recon.threads`` must run first: OpenMP reads its wait policy when
+torch loads). ``faceset.pipeline``, ``faceset.subject``, ``faceset.benchmark``,
+``faceset.synth`` and ``faceset.photoreal`` use them."""
 
 from __future__ import annotations
 

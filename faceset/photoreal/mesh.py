@@ -19,7 +19,6 @@ import numpy as np
 from evaluation.distance import vertex_normals
 from recon import constants as C
 
-
 THETA_MAX_DEG = 96.3   # the embedded model's grid azimuth range (its uv u spans +-this)
 
 # The out-of-basis deformations: name -> (min, max) amplitude magnitude in mm.
