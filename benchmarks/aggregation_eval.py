@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.publish import publish  # noqa: E402
 from recon.threads import configure_threads  # noqa: E402
 
 SET_SIZES = (1, 2, 4, 8, 16)
@@ -262,10 +263,7 @@ def main(argv=None) -> int:
     lines += table(per_subject, sizes, methods)
     lines += ["", f"{time.perf_counter() - started:.0f} s in all.", ""]
     text = "\n".join(lines)
-    print(text)
-    if args.out:
-        from recon.io import write_atomic
-        write_atomic(args.out, text.encode())
+    publish(text, args.out)
     if args.plot:
         plot(per_subject, sizes, methods, args.plot)
     return 0

@@ -11,14 +11,13 @@ level). Writes benchmarks/results/blur_speed.md; times are medians over R repeat
 
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from core_speed import median_seconds  # benchmarks/: the script's own folder
+from core_speed import median_seconds, speed_arguments  # benchmarks/: the script's own folder
 from recon.io import write_atomic
 from recon.losses import gaussian_blur
 
@@ -46,11 +45,7 @@ def median_ms(blur, images: torch.Tensor, sigma: float, repeats: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--repeats", type=int, default=7)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = speed_arguments(__doc__.splitlines()[0], repeats=7)
     lines = ["| image size | blur sigma (px) | depthwise conv2d (ms) | banded matmul (ms) | speed-up | max difference |",
              "|---|---|---|---|---|---|"]
     for size, sigma in ((56, 4.0), (112, 8.0), (224, 16.0)):

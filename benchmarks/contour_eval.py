@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.publish import publish  # noqa: E402
 from recon import constants as C  # noqa: E402
 from recon.face_model import FaceModel  # noqa: E402
 from recon.landmark_fit import LandmarkFitConfig, fit_landmarks  # noqa: E402
@@ -128,10 +129,7 @@ def main(argv=None) -> int:
                      f"{float(yaw_deg.median()):.2f} | "
                      f"{float(yaw_deg[large].median()) if large.any() else float('nan'):.2f} |")
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        from recon.io import write_atomic
-        write_atomic(args.out, text.encode())
+    publish(text, args.out)
     return 0
 
 

@@ -35,6 +35,17 @@ def median_seconds(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def speed_arguments(description: str, repeats: int) -> argparse.Namespace:
+    """The command line of a speed benchmark: --threads (default: torch's count, which is
+    then set) and --repeats (default ``repeats``) of each timed call."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--repeats", type=int, default=repeats)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    return args
+
+
 def synthetic_landmarks(face_model: FaceModel, batch: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(0)
     coeffs = Coeffs.zeros(batch, face_model.coeff_sizes)
@@ -45,11 +56,7 @@ def synthetic_landmarks(face_model: FaceModel, batch: int) -> torch.Tensor:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = speed_arguments(__doc__.splitlines()[0], repeats=5)
     face_model = FaceModel(build_embedded_model())
     net = ReconNet().eval()
     rows = []

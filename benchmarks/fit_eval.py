@@ -49,6 +49,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from aggregation import AggregationConfig, aggregate_identity  # noqa: E402
+from benchmarks.publish import publish  # noqa: E402
 from evaluation.meshio import TriangleMesh, read_mesh, read_pp  # noqa: E402
 from evaluation.now import evaluate_now_image, pooled_statistics  # noqa: E402
 from faceset.pipeline import ReconstructOptions, Reconstructor  # noqa: E402
@@ -534,10 +535,7 @@ def main(argv=None) -> int:
     command = "python benchmarks/fit_eval.py " + " ".join(argv if argv is not None else sys.argv[1:])
     title = "out-of-model" if args.realism == "photo" else "in-model synthetic"
     text = f"## Fitting on {title} photo sets (NoW protocol)\n\nCommand: `{command}`\n\n" + text
-    print(text)
-    if args.out:
-        from recon.io import write_atomic
-        write_atomic(args.out, text.encode())
+    publish(text, args.out)
     return 0
 
 

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.publish import publish  # noqa: E402
 from recon.threads import configure_threads  # noqa: E402
 
 BASELINE = "resnet50, NCHW, no_grad (original)"
@@ -121,10 +122,7 @@ def main(argv=None) -> int:
     lines += ["", f"Same weights, channels_last + inference_mode vs the original: max |difference| "
               f"{max_abs:.2e} (relative to the largest output {max_rel:.2e}).", ""]
     text = "\n".join(lines)
-    print(text)
-    if args.out:
-        from recon.io import write_atomic
-        write_atomic(args.out, text.encode())
+    publish(text, args.out)
     if max_rel > 1e-4:
         print(f"outputs differ: relative {max_rel:.2e} > 1e-4", file=sys.stderr)
         return 1

@@ -8,6 +8,7 @@ only when installed). Modules:
 - ``align``: Procrustes (MATLAB 'best'), scan-to-mesh refinement, scaled point-to-plane ICP.
 - ``now``: the NoW protocol on the official folder layout.
 - ``micc``: the Deep3DFace MICC Florence / FaceWarehouse protocol.
+- ``records``: the per-image / per-mesh record both protocols fill (status, missing, failed).
 - ``tables``: result tables (method x challenge x statistic) to Markdown, CSV, LaTeX.
 - ``plots``: per-image error heat maps and cumulative error curves.
 - ``synthetic``: face-like test meshes with known geometry.

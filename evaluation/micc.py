@@ -37,7 +37,6 @@ re-distributed BFM region (whose file is not public).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -47,6 +46,7 @@ import numpy as np
 from evaluation.align import IcpConfig, Similarity, icp_similarity, procrustes
 from evaluation.distance import point_to_plane_distance
 from evaluation.meshio import TriangleMesh, read_landmarks, read_mesh
+from evaluation.records import ScoreRecord, score_item
 
 MESH_SUFFIXES = (".obj", ".ply")
 LANDMARK_SUFFIXES = (".npy", ".txt", ".pp")
@@ -194,41 +194,28 @@ def read_pairs(path: Path, gt_dir: Path, predictions: Path) -> list[Pair]:
 
 
 @dataclass
-class MeshRecord:
-    """One row of the per-mesh table; status "ok", "missing" or "failed"."""
+class MeshRecord(ScoreRecord):
+    """One row of the per-mesh table (``ScoreRecord``): rmse, mean and median of the GT
+    vertices' errors (mm) and the fitted ICP scale; errors: the (V,) errors when ok."""
 
     subject: str
     prediction: str
-    status: str
-    vertices: int = 0
     rmse: float = float("nan")
     mean: float = float("nan")
     median: float = float("nan")
     scale: float = float("nan")
-    missing: str = ""
-    message: str = ""
-    seconds: float = 0.0
     errors: np.ndarray | None = None
 
-    def row(self) -> dict:
-        """The CSV columns (everything but the error array)."""
-        return {key: getattr(self, key) for key in (
-            "subject", "prediction", "status", "vertices", "rmse", "mean", "median", "scale",
-            "missing", "message", "seconds")}
+    COLUMNS = ("subject", "prediction", "status", "vertices", "rmse", "mean", "median", "scale",
+               "missing", "message", "seconds")
 
 
 def evaluate_pair(pair: Pair, region: RegionConfig, icp: IcpConfig | None = None,
                   cache: dict | None = None) -> MeshRecord:
     """Score one pair; missing or unreadable files give a record, never an exception."""
-    record = MeshRecord(pair.subject, str(pair.prediction), "missing")
-    absent = [kind for kind, path in (("prediction", pair.prediction), ("gt", pair.gt))
-              if not Path(path).is_file()]
-    if absent:
-        record.missing = "+".join(absent)
-        return record
-    started = time.perf_counter()
     cache = {} if cache is None else cache
-    try:
+
+    def score() -> dict:
         if pair.gt not in cache:
             cache.clear()
             cache[pair.gt] = load_ground_truth(pair.gt, region)
@@ -236,16 +223,14 @@ def evaluate_pair(pair: Pair, region: RegionConfig, icp: IcpConfig | None = None
         prediction = read_mesh(pair.prediction)
         landmark_file = _sibling(pair.prediction.with_suffix(""), (".npy", ".txt"))
         landmarks = read_landmarks(landmark_file) if landmark_file is not None else None
-        score = score_mesh(gt.vertices, gt.nose_tip, prediction, region, gt.landmarks,
-                           landmarks, icp)
-    except Exception as err:  # noqa: BLE001 - one bad file must not end the run
-        record.status, record.message = "failed", f"{type(err).__name__}: {err}"
-        return record
-    record.status, record.vertices, record.errors = "ok", int(len(score.errors)), score.errors
-    record.rmse, record.scale = score.rmse, score.transform.scale
-    record.mean, record.median = float(np.mean(score.errors)), float(np.median(score.errors))
-    record.seconds = time.perf_counter() - started
-    return record
+        result = score_mesh(gt.vertices, gt.nose_tip, prediction, region, gt.landmarks,
+                            landmarks, icp)
+        return {"vertices": int(len(result.errors)), "errors": result.errors, "rmse": result.rmse,
+                "scale": result.transform.scale, "mean": float(np.mean(result.errors)),
+                "median": float(np.median(result.errors))}
+
+    return score_item(MeshRecord(subject=pair.subject, prediction=str(pair.prediction)),
+                      {"prediction": pair.prediction, "gt": pair.gt}, score)
 
 
 def evaluate_pairs(pairs: list[Pair], region: RegionConfig, icp: IcpConfig | None = None,

@@ -30,7 +30,6 @@ rotation and translation are refined.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -40,6 +39,7 @@ import numpy as np
 from evaluation.align import RefineConfig, Similarity, procrustes, refine_to_surface
 from evaluation.distance import TriangleMeshIndex
 from evaluation.meshio import TriangleMesh, read_landmarks, read_mesh, read_pp
+from evaluation.records import ScoreRecord, score_item
 
 CHALLENGES = ("multiview_neutral", "multiview_expressions", "multiview_occlusions", "selfie")
 # The official crop: centre 0.3 of the way from the nose bottom to the inner-eye midpoint,
@@ -226,29 +226,21 @@ def find_prediction(predictions: Path, image: NowImage) -> tuple[Path | None, Pa
 
 
 @dataclass
-class NowRecord:
-    """One row of the per-image table. status: "ok", "missing" or "failed"; missing names
-    the absent files; distances is None unless ok."""
+class NowRecord(ScoreRecord):
+    """One row of the per-image table (``ScoreRecord``): median, mean and std of the image's
+    scan-vertex distances (mm); distances and result are None unless ok."""
 
     subject: str
     challenge: str
     image: str
-    status: str
-    vertices: int = 0
     median: float = float("nan")
     mean: float = float("nan")
     std: float = float("nan")
-    missing: str = ""
-    message: str = ""
-    seconds: float = 0.0
     distances: np.ndarray | None = None
     result: NowImageResult | None = None
 
-    def row(self) -> dict:
-        """The CSV columns (everything but the arrays)."""
-        return {key: getattr(self, key) for key in (
-            "subject", "challenge", "image", "status", "vertices", "median", "mean", "std",
-            "missing", "message", "seconds")}
+    COLUMNS = ("subject", "challenge", "image", "status", "vertices", "median", "mean", "std",
+               "missing", "message", "seconds")
 
 
 def evaluate_now_record(dataset: NowDataset, predictions: Path, image: NowImage,
@@ -256,27 +248,19 @@ def evaluate_now_record(dataset: NowDataset, predictions: Path, image: NowImage,
                         backend: str = "auto") -> NowRecord:
     """Evaluate one listed image; a missing or unreadable file gives a record, never an
     exception (the run goes on and counts it)."""
-    record = NowRecord(image.subject, image.challenge, image.filename, "missing")
     mesh_path, landmark_path = find_prediction(predictions, image)
-    absent = [kind for kind, path in (("mesh", mesh_path), ("landmarks", landmark_path))
-              if path is None]
-    if absent:
-        record.missing = "+".join(absent)
-        return record
-    started = time.perf_counter()
-    try:
+
+    def score() -> dict:
         scan, scan_landmarks = dataset.scan(image.subject)
         result = evaluate_now_image(scan, scan_landmarks, read_mesh(mesh_path),
                                     read_landmarks(landmark_path), metrical, unit, backend)
-    except Exception as err:  # noqa: BLE001 - one bad file must not end a 2,000-image run
-        record.status, record.message = "failed", f"{type(err).__name__}: {err}"
-        return record
-    stats = pooled_statistics([result.distances])
-    record.status, record.vertices = "ok", int(len(result.distances))
-    record.median, record.mean, record.std = stats["median"], stats["mean"], stats["std"]
-    record.distances, record.result = result.distances, result
-    record.seconds = time.perf_counter() - started
-    return record
+        stats = pooled_statistics([result.distances])
+        return {"vertices": int(len(result.distances)), "median": stats["median"],
+                "mean": stats["mean"], "std": stats["std"], "distances": result.distances,
+                "result": result}
+
+    return score_item(NowRecord(subject=image.subject, challenge=image.challenge, image=image.filename),
+                      {"mesh": mesh_path, "landmarks": landmark_path}, score)
 
 
 def evaluate_now(dataset: NowDataset, predictions: str | Path, challenge: str = "",

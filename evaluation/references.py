@@ -47,23 +47,30 @@ NOW_REFERENCES = tuple(ReferenceRow(method, "all", median, mean, std, source) fo
     ("3DMM-CNN", 1.84, 2.33, 2.05, _DEEP3D_README),
 ))
 
-# ANCHORS §0.3: mean +- std of the per-mesh RMSE, Deep3DFace protocol.
-MICC_REFERENCES = tuple(ReferenceRow(method, "micc", None, mean, std, source) for
-                        method, mean, std, source in (
-    ("Deep3DFace TF (CVPRW'19)", 1.67, 0.50, "[P] Deep3DFaceReconstruction and Deep3DFaceRecon_pytorch READMEs"),
-    ("Deep3DFace PyTorch (the original)", 1.53, 0.45, _DEEP3D_README),
-    ("Deep3DFace PyTorch 2023-04-25 model", 1.54, 0.49, _DEEP3D_README),
-    ("Genova'18", 1.77, 0.53, "[P] Deep3DFaceReconstruction (TF) README"),
-))
+# ANCHORS §0.3: one table, mean and std (mm) of the per-mesh RMSE under the Deep3DFace
+# protocol on MICC Florence and on FaceWarehouse (None: not reported).
+_TF_README = "[P] Deep3DFaceReconstruction (TF) README"
+_BOTH_READMES = "[P] Deep3DFaceReconstruction and Deep3DFaceRecon_pytorch READMEs"
+_DEEP3D_PROTOCOL = (  # method, MICC (mean, std), FaceWarehouse (mean, std), source
+    ("Deep3DFace TF (CVPRW'19)", (1.67, 0.50), (1.81, 0.50), _BOTH_READMES),
+    ("Deep3DFace PyTorch (the original)", (1.53, 0.45), (1.64, 0.50), _DEEP3D_README),
+    ("Deep3DFace PyTorch 2023-04-25 model", (1.54, 0.49), (1.60, 0.44), _DEEP3D_README),
+    ("Genova'18", (1.77, 0.53), None, _TF_README),
+    ("Tewari'17", None, (2.19, 0.54), _TF_README),
+    ("Tewari'18", None, (1.84, 0.38), _TF_README),
+)
 
-FACEWAREHOUSE_REFERENCES = tuple(ReferenceRow(method, "facewarehouse", None, mean, std, source) for
-                                 method, mean, std, source in (
-    ("Deep3DFace TF (CVPRW'19)", 1.81, 0.50, "[P] Deep3DFaceReconstruction and Deep3DFaceRecon_pytorch READMEs"),
-    ("Deep3DFace PyTorch (the original)", 1.64, 0.50, _DEEP3D_README),
-    ("Deep3DFace PyTorch 2023-04-25 model", 1.60, 0.44, _DEEP3D_README),
-    ("Tewari'17", 2.19, 0.54, "[P] Deep3DFaceReconstruction (TF) README"),
-    ("Tewari'18", 1.84, 0.38, "[P] Deep3DFaceReconstruction (TF) README"),
-))
+
+def _deep3d_protocol_rows(challenge: str) -> tuple[ReferenceRow, ...]:
+    """The rows of ``_DEEP3D_PROTOCOL`` with figures on ``challenge`` ("micc" or
+    "facewarehouse"), in the table's order."""
+    column = {"micc": 1, "facewarehouse": 2}[challenge]
+    return tuple(ReferenceRow(row[0], challenge, None, *row[column], row[3])
+                 for row in _DEEP3D_PROTOCOL if row[column] is not None)
+
+
+MICC_REFERENCES = _deep3d_protocol_rows("micc")
+FACEWAREHOUSE_REFERENCES = _deep3d_protocol_rows("facewarehouse")
 
 # --reference NAME -> (the protocols its numbers were measured under, what they are, rows)
 REFERENCE_SETS = {

@@ -84,3 +84,15 @@ def write_now_prediction(predictions: Path, subject: str, challenge: str, stem: 
     folder = Path(predictions) / subject / challenge
     write_mesh(folder / f"{stem}{mesh_suffix}", mesh)
     write_landmarks(folder / f"{stem}{landmark_suffix}", landmarks)
+
+
+def write_micc_case(gt_dir: Path, predictions: Path, subject: str, gt: TriangleMesh,
+                    transform, name: str = "a") -> None:
+    """Write one subject in the MICC layout (``evaluation.micc``): its ground truth with its 7
+    landmarks, and one prediction ``name``: the GT moved by ``transform`` (a ``Similarity``),
+    with its landmarks moved alike."""
+    write_mesh(Path(gt_dir) / f"{subject}.obj", gt)
+    write_landmarks(Path(gt_dir) / f"{subject}_lmk7.npy", face_landmarks(gt))
+    folder = Path(predictions) / subject
+    write_mesh(folder / f"{name}.obj", TriangleMesh(transform.apply(gt.vertices), gt.faces))
+    write_landmarks(folder / f"{name}.npy", transform.apply(face_landmarks(gt)))

@@ -1,7 +1,8 @@
-"""The options of the per-image job, of the fit jobs and of ``faceset benchmark``, free of
-torch so that the CLI takes its defaults from them before torch loads (``recon.threads``
-must run first: OpenMP reads its wait policy when torch loads). ``faceset.pipeline``,
-``faceset.subject`` and ``faceset.benchmark`` use them."""
+"""The options of the per-image job, of the fit jobs, of ``faceset benchmark`` and what the
+synthetic-set generators share, free of torch so that the CLI takes its defaults from them
+before torch loads (``recon.threads`` must run first: OpenMP reads its wait policy when
+torch loads). ``faceset.pipeline``, ``faceset.subject``, ``faceset.benchmark``,
+``faceset.synth`` and ``faceset.photoreal`` use them."""
 
 from __future__ import annotations
 
@@ -85,6 +86,17 @@ class FitFlags:
         default = FitFlags()
         return ["--" + f.name.replace("_", "-") for f in fields(self)
                 if getattr(self, f.name) != getattr(default, f.name)]
+
+
+@dataclass
+class SyntheticSet:
+    """What every synthetic-set generator takes first (``faceset synth``'s options,
+    ``faceset.synth.SynthConfig``, ``faceset.photoreal.generate.PhotoConfig``): subjects
+    people with images photos each, all drawn from one seed."""
+
+    subjects: int = 3
+    images: int = 8
+    seed: int = 0
 
 
 # ``faceset benchmark``: its methods, and what --quick runs (a tiny set, a short fit).

@@ -63,15 +63,14 @@ class SubjectOptions:
     """reconstruct: model, checkpoint, device, renderer (as ``faceset reconstruct``);
     flags: what the user chose of the fit (``faceset.options.FitFlags``: steps, identity
     term, dropped terms, LPIPS, the identity fusion's method and C-Net; as ``faceset fit``);
-    fit: the fitting configuration the flags adjust; aggregation: how the identity is fused
-    (its method "mean", "confidence" or "cnet"; the C-Net of "cnet" is ``flags.cnet`` and
-    must belong to the job's R-Net); resume: start from ``<out>/<stem>.mat`` where present
-    (``faceset fit`` refines)."""
+    fit: the fitting configuration the flags adjust (``fit_config``); the identity is fused
+    by ``flags.aggregate`` ("mean", "confidence" or "cnet", ``aggregation_config``; the C-Net
+    of "cnet" is ``flags.cnet`` and must belong to the job's R-Net); resume: start from
+    ``<out>/<stem>.mat`` where present (``faceset fit`` refines)."""
 
     reconstruct: ReconstructOptions = field(default_factory=ReconstructOptions)
     flags: FitFlags = field(default_factory=FitFlags)
     fit: FitConfig = field(default_factory=FitConfig)
-    aggregation: AggregationConfig = field(default_factory=AggregationConfig)
     resume: bool = False
     show_progress: bool = True
 
@@ -84,6 +83,10 @@ class SubjectOptions:
         if self.flags.no_contrast:
             config = replace(config, weights=replace(config.weights, contrast=0.0))
         return config if self.flags.iters is None else config.with_total_iterations(self.flags.iters)
+
+    def aggregation_config(self) -> AggregationConfig:
+        """How the identity is fused: the method of ``flags.aggregate``."""
+        return AggregationConfig(method=self.flags.aggregate)
 
 
 @dataclass
@@ -270,7 +273,7 @@ def _refine_folder(photo_dir: Path, out_dir: Path, options: SubjectOptions,
 def _load_cnet(options: SubjectOptions, reconstructor: Reconstructor):
     """The C-Net of ``options.flags.cnet`` for the "cnet" method (checked against the job's
     R-Net, before any fitting), else None."""
-    if options.aggregation.method != "cnet":
+    if options.flags.aggregate != "cnet":
         return None
     from aggregation.cnet import check_rnet, load_cnet, resolve_cnet
     if options.flags.cnet is None:
@@ -285,12 +288,13 @@ def _load_cnet(options: SubjectOptions, reconstructor: Reconstructor):
 
 def _fuse(options: SubjectOptions, reconstructor: Reconstructor, cnet, photos: list[PreparedPhoto],
           coeffs: Coeffs, targets: FitTargets) -> AggregatedIdentity:
-    """One identity and albedo of ``coeffs`` (M, ...) by ``options.aggregation.method``;
+    """One identity and albedo of ``coeffs`` (M, ...) by ``options.flags.aggregate``;
     the C-Net weighs the photos by the job's R-Net features of their crops."""
     features = reconstructor.features(photos) if cnet is not None else None
-    return aggregate(options.aggregation.method, reconstructor.face_model, coeffs,
+    config = options.aggregation_config()
+    return aggregate(config.method, reconstructor.face_model, coeffs,
                      target_landmarks=targets.landmarks, features=features, cnet=cnet,
-                     config=options.aggregation, landmark_set=targets.landmark_set)
+                     config=config, landmark_set=targets.landmark_set)
 
 
 @dataclass

@@ -31,6 +31,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from faceset.options import SyntheticSet
 from recon import constants as C
 from recon.constants import NOW_FROM_IBUG68
 from recon.face_model import FaceModel, rotation_matrix, shade, vertex_normals
@@ -44,12 +45,10 @@ SUPERSAMPLE = 2  # render at 2x and area-average: antialiased edges like a camer
 
 
 @dataclass
-class SynthConfig:
-    """Ranges of the random draws (angles in degrees, sizes in pixels, detail in mm)."""
+class SynthConfig(SyntheticSet):
+    """The set (``SyntheticSet``) and the ranges of the random draws (angles in degrees,
+    sizes in pixels, detail in mm)."""
 
-    subjects: int = 3
-    images: int = 8
-    seed: int = 0
     image_size: tuple[int, int] = (256, 448)      # width and height drawn independently
     face_fraction: tuple[float, float] = (0.35, 0.6)  # face width / shorter image side
     yaw_deg: float = 60.0

@@ -74,7 +74,8 @@ def test_given_flags_reach_their_fields():
     synth = SynthCommand.from_args(parser.parse_args(
         ["synth", "o", "--subjects", "2", "--images", "5", "--seed", "4", "--realism", "photo",
          "--detail-mm", "0.5", "--occluder-probability", "0", "--model-resolution", "40"]))
-    assert synth == SynthCommand("o", 2, 5, 4, "photo", 0.5, 0.0, 40)
+    assert synth == SynthCommand(out="o", subjects=2, images=5, seed=4, realism="photo", detail_mm=0.5,
+                                 occluder_probability=0.0, model_resolution=40)
     assert synth.generator_options()["occluder_probability"] == 0.0
     bench = BenchmarkCommand.from_args(parser.parse_args(
         ["benchmark", "d", "--methods", "all", "--out", "o", "--iters", "7", "--quick", "--quiet"]))

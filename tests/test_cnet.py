@@ -26,13 +26,9 @@ def face_model():
 
 
 @pytest.fixture(scope="module")
-def photo_sets(tmp_path_factory):
+def photo_sets(tmp_path_factory, small_photo_sets):
     """Two out-of-model persons with three photos each."""
-    from faceset.photoreal.generate import PhotoConfig, synthesize_photos
-    out = tmp_path_factory.mktemp("cnet_sets")
-    synthesize_photos(out, PhotoConfig(subjects=2, images=3, seed=11, image_size=(96, 128),
-                                       texture_size=128, occluder_probability=0.0))
-    return out
+    return small_photo_sets(tmp_path_factory.mktemp("cnet_sets"), subjects=2, images=3, seed=11)
 
 
 def random_cnet(face_model, seed: int = 0, features: int = FEATURES) -> ConfidenceNet:
@@ -53,24 +49,8 @@ def varied_rnet(seed: int = 0) -> ReconNet:
     return net.eval()
 
 
-def spread_rnet(photo_root, seed: int = 0) -> ReconNet:
-    """A ResNet-18 R-Net (random backbone) whose id and tex heads spread the photos' identities
-    around zero with a standard deviation of about 0.5: an untrained backbone's pooled
-    features differ by only a few per cent between photos, so random heads alone would give
-    nearly equal identities and nothing to weight."""
-    from recon.training.data import FaceTrainingSet, discover
-    torch.manual_seed(seed)
-    net = ReconNet("resnet18").eval()
-    photos = [p for folder in sorted(photo_root.glob("*/images")) for p in discover([folder])[0]]
-    dataset = FaceTrainingSet(photos, augment=False)
-    with torch.no_grad():
-        features = net.features(torch.stack([dataset[i]["image"] for i in range(len(photos))]))
-        for head in (net.final_layers[0], net.final_layers[2]):
-            weight = torch.randn(head.out_channels, features.shape[1])
-            scale = 0.5 / ((features - features.mean(0)) @ weight.T).std()
-            head.weight.copy_((scale * weight)[:, :, None, None])
-            head.bias.copy_(-scale * features.mean(0) @ weight.T)
-    return net
+def person_dirs(photo_root) -> list:
+    return sorted(photo_root.glob("*/images"))
 
 
 def random_coeffs(face_model, count: int, seed: int) -> Coeffs:
@@ -157,12 +137,12 @@ def test_cnet_file_round_trip_by_name_and_rnet_check(tmp_path, monkeypatch, face
         load_cnet(tmp_path / "junk.pth")
 
 
-def test_short_label_free_training_lowers_the_loss_and_resumes(tmp_path, photo_sets, face_model):
+def test_short_label_free_training_lowers_the_loss_and_resumes(tmp_path, photo_sets, face_model, spread_rnet):
     assert [len(p) for p in person_folders([photo_sets])] == [3, 3]
     config = CNetTrainConfig(data_dirs=[photo_sets], out=tmp_path / "c.pth", steps=12, set_size=(2, 3),
                              lr=3e-3, hidden=32, renderer_backend="torch", log_every=4, save_every=6,
                              vertex_weight=1e-3)
-    rnet = spread_rnet(photo_sets)
+    rnet = spread_rnet(person_dirs(photo_sets), "resnet18")
     trainer = CNetTrainer(config, rnet, face_model, report=lambda t: None, progress=False)
     probe = range(1000, 1008)  # fixed held-aside draws, scored before and after
     before = trainer.evaluate(probe)
@@ -183,7 +163,7 @@ def test_short_label_free_training_lowers_the_loss_and_resumes(tmp_path, photo_s
         CNetTrainer(config, varied_rnet(), face_model, report=lambda t: None, progress=False)
 
 
-def test_aggregate_command_on_a_reconstruct_output(tmp_path, photo_sets, face_model, monkeypatch):
+def test_aggregate_command_on_a_reconstruct_output(tmp_path, photo_sets, face_model, monkeypatch, spread_rnet):
     from faceset.cli import main
     photos = photo_sets / "subject_000" / "images"
     results = tmp_path / "results"
@@ -206,7 +186,7 @@ def test_aggregate_command_on_a_reconstruct_output(tmp_path, photo_sets, face_mo
 
     # cnet: an R-Net checkpoint and a C-Net trained on it (by name)
     monkeypatch.setenv("FACESET_CACHE", str(tmp_path / "cache"))
-    rnet = spread_rnet(photo_sets)
+    rnet = spread_rnet(person_dirs(photo_sets), "resnet18")
     torch.save({"net_recon": rnet.state_dict()}, tmp_path / "rnet.pth")
     cnet = random_cnet(face_model, features=512)
     save_cnet(cnet_dir() / "test.pth", cnet, rnet_record(rnet))
@@ -225,10 +205,10 @@ def test_aggregate_command_on_a_reconstruct_output(tmp_path, photo_sets, face_mo
                                rtol=1e-5, atol=1e-6)
 
 
-def test_train_cnet_command_saves_by_name(tmp_path, photo_sets, face_model, monkeypatch):
+def test_train_cnet_command_saves_by_name(tmp_path, photo_sets, face_model, monkeypatch, spread_rnet):
     from faceset.cli import main
     monkeypatch.setenv("FACESET_CACHE", str(tmp_path / "cache"))
-    rnet = spread_rnet(photo_sets)
+    rnet = spread_rnet(person_dirs(photo_sets), "resnet18")
     torch.save({"net_recon": rnet.state_dict()}, tmp_path / "rnet.pth")
     base = ["train-cnet", str(photo_sets), "--checkpoint", str(tmp_path / "rnet.pth"), "--arch", "resnet18",
             "--name", "cli", "--renderer", "torch", "--no-progress", "--log-every", "1"]

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 
 from evaluation.compare import compare_runs, load_run
-from evaluation.meshio import TriangleMesh, write_landmarks, write_mesh
+from evaluation.meshio import TriangleMesh
 from evaluation.now import pooled_statistics
 from evaluation.references import NOW_REFERENCES
 from evaluation.synthetic import (face_landmarks, face_mesh, random_similarity,
-                                  write_now_dataset, write_now_prediction)
+                                  write_micc_case, write_now_dataset, write_now_prediction)
 from faceset.cli import main
 
 IMAGES = [("S1", "selfie", "IMG_1.jpg"), ("S1", "multiview_neutral", "IMG_2.jpg"),
@@ -116,11 +116,8 @@ def test_mixing_refused(now_runs, tmp_path, capsys):
 
 def test_mixing_protocols_refused(now_runs, tmp_path):
     gt = face_mesh(30, half_width_mm=110)
-    write_mesh(tmp_path / "gt" / "s1.obj", gt)
-    write_landmarks(tmp_path / "gt" / "s1_lmk7.npy", face_landmarks(gt))
-    transform = random_similarity(np.random.default_rng(1), scale=2.0)
-    write_mesh(tmp_path / "pred" / "s1" / "a.obj", TriangleMesh(transform.apply(gt.vertices), gt.faces))
-    write_landmarks(tmp_path / "pred" / "s1" / "a.npy", transform.apply(face_landmarks(gt)))
+    write_micc_case(tmp_path / "gt", tmp_path / "pred", "s1", gt,
+                    random_similarity(np.random.default_rng(1), scale=2.0))
     assert main(["evaluate", "micc", "--gt-dir", str(tmp_path / "gt"), "--predictions",
                  str(tmp_path / "pred"), "--out", str(tmp_path / "micc"), "--quiet"]) == 0
     with pytest.raises(ValueError, match="different protocols"):

@@ -125,3 +125,23 @@ def test_gt_scale_converts_units(tmp_path, gt):
     write_mesh(tmp_path / "s.obj", TriangleMesh(gt.vertices / 10.0, gt.faces))  # cm
     ground = load_ground_truth(tmp_path / "s.obj", RegionConfig(gt_scale=10.0))
     np.testing.assert_allclose(ground.vertices, gt.vertices, atol=1e-6)
+
+
+def test_score_item_outcomes(tmp_path):
+    """The record every protocol fills: absent inputs, an exception, figures."""
+    from evaluation.micc import MeshRecord
+    from evaluation.records import score_item
+    present = tmp_path / "a.obj"
+    present.write_text("")
+    blank = MeshRecord(subject="s", prediction="a")
+    missing = score_item(blank, {"prediction": present, "gt": tmp_path / "no.obj", "lmk": None},
+                         lambda: {"rmse": 1.0})
+    assert (missing.status, missing.missing, np.isnan(missing.rmse)) == ("missing", "gt+lmk", True)
+
+    def fails():
+        raise ValueError("bad mesh")
+    failed = score_item(blank, {"prediction": present}, fails)
+    assert (failed.status, failed.message, failed.seconds) == ("failed", "ValueError: bad mesh", 0.0)
+    scored = score_item(blank, {"prediction": present}, lambda: {"rmse": 2.0, "vertices": 3})
+    assert (scored.status, scored.rmse, scored.vertices) == ("ok", 2.0, 3) and scored.seconds >= 0
+    assert blank.status == "missing" and list(scored.row())[:4] == ["subject", "prediction", "status", "vertices"]

@@ -6,8 +6,8 @@ import pytest
 
 from evaluation.plots import cumulative_error_curve, plot_cumulative_errors, plot_error_heatmap
 from evaluation.synthetic import (face_landmarks, face_mesh, random_similarity,
-                                  write_now_dataset, write_now_prediction)
-from evaluation.meshio import TriangleMesh, write_landmarks, write_mesh
+                                  write_micc_case, write_now_dataset, write_now_prediction)
+from evaluation.meshio import TriangleMesh
 from evaluation.tables import ResultTable
 from faceset.cli import main
 
@@ -85,11 +85,8 @@ def test_cli_now_end_to_end(tmp_path, capsys):
 
 def test_cli_micc_and_errors(tmp_path, capsys):
     gt = face_mesh(50, half_width_mm=110)
-    write_mesh(tmp_path / "gt" / "s1.obj", gt)
-    write_landmarks(tmp_path / "gt" / "s1_lmk7.npy", face_landmarks(gt))
-    transform = random_similarity(np.random.default_rng(1), scale=2.0)
-    write_mesh(tmp_path / "pred" / "s1" / "a.obj", TriangleMesh(transform.apply(gt.vertices), gt.faces))
-    write_landmarks(tmp_path / "pred" / "s1" / "a.npy", transform.apply(face_landmarks(gt)))
+    write_micc_case(tmp_path / "gt", tmp_path / "pred", "s1", gt,
+                    random_similarity(np.random.default_rng(1), scale=2.0))
     code = main(["evaluate", "facewarehouse", "--gt-dir", str(tmp_path / "gt"), "--predictions",
                  str(tmp_path / "pred"), "--out", str(tmp_path / "out"), "--quiet"])
     assert code == 0

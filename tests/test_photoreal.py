@@ -12,10 +12,11 @@ from scipy.ndimage import binary_dilation
 import torch
 from PIL import Image
 
+from evaluation.distance import vertex_normals
 from evaluation.meshio import read_mesh, read_pp
 from faceset.photoreal.generate import PhotoConfig, synthesize_photos
 from faceset.photoreal.mesh import DenseMesh, ellipsoid, subdivide
-from faceset.photoreal.render import Light, ShadowMap, rasterize, shade, vertex_normals_area
+from faceset.photoreal.render import Light, ShadowMap, rasterize, shade
 from faceset.synth import NOW_FROM_IBUG68, default_model
 from recon.face_model import FaceModel, rotation_matrix
 from recon.preprocess.detections import read_detections
@@ -122,7 +123,7 @@ def test_landmarks_fall_on_the_rendered_face(photo_dir, face_model):
         # points that face the camera squarely are the nearest surface at their pixel (a
         # pixel of these small photos spans a few mm of a sloped face: 5 mm tolerance)
         ids = face_model.landmark_ids.numpy()
-        normals = vertex_normals_area(world, mesh.triangles)[ids]
+        normals = vertex_normals(world, mesh.triangles)[ids]
         towards_eye = np.array([0.0, 0.0, camera.distance]) - world[ids]
         facing = (normals * towards_eye).sum(1) / np.linalg.norm(towards_eye, axis=1) > 0.5
         visible = np.abs(raster.depth[rows, cols] - depth) < 0.05
@@ -187,7 +188,7 @@ def test_sphere_lambert_shading_matches_the_analytic_value():
     c = (size - 1) / 2
     xy = np.stack([f * vertices[:, 0] / depth + c, c - f * vertices[:, 1] / depth], 1)
     raster = rasterize(xy, depth, triangles, size, size, cull_back=True)
-    normals = vertex_normals_area(vertices, triangles)
+    normals = vertex_normals(vertices, triangles)
     pixels, values = raster.gather(np.concatenate([vertices, normals], 1), triangles)
     nrm = values[:, 3:] / np.linalg.norm(values[:, 3:], axis=1, keepdims=True)
     light = Light(np.array([0.4, 0.5, 0.77]), np.ones(3))

@@ -65,12 +65,9 @@ def shipped_dir(tmp_path_factory, trained_file, face_model):
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory):
+def photos(tmp_path_factory, small_photo_sets):
     """One out-of-model person, one photo."""
-    from faceset.photoreal.generate import PhotoConfig, synthesize_photos
-    out = tmp_path_factory.mktemp("shipped_photos")
-    synthesize_photos(out, PhotoConfig(subjects=1, images=1, seed=5, image_size=(96, 128),
-                                       texture_size=128, occluder_probability=0.0))
+    out = small_photo_sets(tmp_path_factory.mktemp("shipped_photos"), subjects=1, images=1, seed=5)
     return out / "subject_000" / "images"
 
 

@@ -9,49 +9,20 @@ import pytest
 import torch
 from PIL import Image
 
-from recon.rnet import ReconNet
-
 ARCH = "mobilenet_v3_small"
 
 
 @pytest.fixture(scope="module")
-def person(tmp_path_factory):
+def person(tmp_path_factory, small_photo_sets):
     """One out-of-model person with three photos (and landmark files)."""
-    from faceset.photoreal.generate import PhotoConfig, synthesize_photos
-    out = tmp_path_factory.mktemp("cnet_person")
-    synthesize_photos(out, PhotoConfig(subjects=1, images=3, seed=21, image_size=(96, 128),
-                                       texture_size=128, occluder_probability=0.0))
-    return out
+    return small_photo_sets(tmp_path_factory.mktemp("cnet_person"), subjects=1, images=3, seed=21)
 
 
 @pytest.fixture(scope="module")
-def rnet_file(tmp_path_factory, person):
-    """A MobileNet R-Net checkpoint (the original's format) whose identity and albedo heads
-    spread the photos' identities around zero (SD about 0.5): an untrained backbone's pooled
-    features barely differ between photos, so random heads alone would give equal
-    identities, and a C-Net nothing to weigh (as ``test_cnet.spread_rnet``)."""
-    from recon.training.data import FaceTrainingSet, discover
-    torch.manual_seed(3)
-    net = ReconNet(ARCH)
-    photos = discover([person / "subject_000" / "images"])[0]
-    dataset = FaceTrainingSet(photos, augment=False)
-    images = torch.stack([dataset[i]["image"] for i in range(len(photos))])
-    with torch.no_grad():
-        # batch-norm statistics of these photos: with the fresh ones (mean 0, variance 1)
-        # the pooled features are about 1e-9, and the C-Net's layer norm sees equal rows
-        for layer in net.modules():
-            if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
-                layer.reset_running_stats()
-                layer.momentum = None
-        net.train()(images)
-        net.eval()
-        features = net.features(images)
-        centred = features - features.mean(0)
-        for head in (net.final_layers[0], net.final_layers[2]):
-            weight = torch.randn(head.out_channels, features.shape[1])
-            scale = 0.5 / (centred @ weight.T).std()
-            head.weight.copy_((scale * weight)[:, :, None, None])
-            head.bias.copy_(-scale * features.mean(0) @ weight.T)
+def rnet_file(tmp_path_factory, person, spread_rnet):
+    """A MobileNet R-Net checkpoint (the original's format) whose identities differ between
+    the photos (``spread_rnet``)."""
+    net = spread_rnet([person / "subject_000" / "images"], ARCH, seed=3)
     path = tmp_path_factory.mktemp("rnet") / "rnet.pth"
     torch.save({"net_recon": net.state_dict()}, path)
     return path
@@ -88,7 +59,7 @@ def crops(folder, stems) -> torch.Tensor:
 
 
 def test_subject_job_starts_from_the_cnet_fusion(tmp_path, person, rnet_file, cnet_file):
-    from aggregation import AggregationConfig, aggregate
+    from aggregation import aggregate
     from aggregation.cnet import load_cnet
     from faceset.pipeline import ReconstructOptions
     from faceset.options import FitFlags
@@ -96,7 +67,7 @@ def test_subject_job_starts_from_the_cnet_fusion(tmp_path, person, rnet_file, cn
     from recon.rnet import load_checkpoint
     options = SubjectOptions(
         reconstruct=ReconstructOptions(device="cpu", checkpoint=rnet_file, arch=ARCH, renderer_backend="torch"),
-        flags=FitFlags(iters=3, cnet=cnet_file), aggregation=AggregationConfig(method="cnet"),
+        flags=FitFlags(iters=3, aggregate="cnet", cnet=cnet_file),
         show_progress=False)
     out = tmp_path / "out"
     recon = refine_folder(person / "subject_000" / "images", out, options, joint=True)
@@ -124,9 +95,9 @@ def test_cnet_options_of_the_fit_jobs(tmp_path, person, rnet_file, cnet_file, ca
     args = build_parser().parse_args(base + ["--aggregate", "cnet", "--cnet", str(cnet_file),
                                              "--checkpoint", str(rnet_file), "--arch", ARCH])
     options = FitJob.from_args(args, joint=True).subject_options()
-    assert options.aggregation.method == "cnet" and options.flags.cnet == str(cnet_file)
+    assert options.aggregation_config().method == "cnet" and options.flags.cnet == str(cnet_file)
     default = FitJob.from_args(build_parser().parse_args(base), joint=True).subject_options()
-    assert default.aggregation.method == "confidence" and default.flags.cnet is None
+    assert default.aggregation_config().method == "confidence" and default.flags.cnet is None
     assert main(base + ["--aggregate", "cnet"]) == 2
     assert "--aggregate cnet and --cnet" in capsys.readouterr().err
     assert main(base + ["--cnet", str(cnet_file)]) == 2

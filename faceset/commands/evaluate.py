@@ -186,10 +186,8 @@ def register(subparsers) -> None:
 
     defaults = NowEvaluation   # its class attributes are the field defaults
     now = protocols.add_parser("now", help="the NoW benchmark protocol (scan-to-mesh)")
-    now.add_argument("--dataset", required=True, type=Path,
-                     help="NoW folder with imagepathsvalidation.txt, scans/, scans_lmks_onlypp/")
-    now.add_argument("--predictions", required=True, type=Path,
-                     help="<subject>/<challenge>/<stem>.obj|.ply with <stem>.npy|.txt landmarks")
+    _add_folders(now, "--dataset", "NoW folder with imagepathsvalidation.txt, scans/, scans_lmks_onlypp/",
+                 "<subject>/<challenge>/<stem>.obj|.ply with <stem>.npy|.txt landmarks")
     now.add_argument("--imagepaths", type=Path, default=defaults.imagepaths,
                      help="image list (default: <dataset>/imagepathsvalidation.txt)")
     now.add_argument("--challenge", default=defaults.challenge, choices=["", *NOW_CHALLENGES],
@@ -206,10 +204,8 @@ def register(subparsers) -> None:
     defaults = IcpEvaluation
     for name, label in ICP_PROTOCOLS.items():
         sub = protocols.add_parser(name, help=f"the Deep3DFace {label} protocol (scaled ICP)")
-        sub.add_argument("--gt-dir", required=True, type=Path,
-                         help="<subject>.obj|.ply (mm) [+ <subject>_nose.txt, <subject>_lmk7.*]")
-        sub.add_argument("--predictions", required=True, type=Path,
-                         help="<subject>/<name>.obj|.ply [+ <name>.npy|.txt landmarks]")
+        _add_folders(sub, "--gt-dir", "<subject>.obj|.ply (mm) [+ <subject>_nose.txt, <subject>_lmk7.*]",
+                     "<subject>/<name>.obj|.ply [+ <name>.npy|.txt landmarks]")
         sub.add_argument("--pairs", type=Path, default=defaults.pairs,
                          help="file of 'prediction,gt' lines instead of the folder layout")
         sub.add_argument("--radius", type=float, default=defaults.radius,
@@ -221,6 +217,14 @@ def register(subparsers) -> None:
                          help=f"factor taking the GT files' unit to mm (default {defaults.gt_scale:g})")
         _add_scoring_options(sub)
         sub.set_defaults(func=run)
+
+
+def _add_folders(parser: argparse.ArgumentParser, truth_flag: str, truth_layout: str,
+                 predictions_layout: str) -> None:
+    """The two folders every protocol scores, each described by its layout: the ground
+    truth (``truth_flag``) and the predictions."""
+    parser.add_argument(truth_flag, required=True, type=Path, help=truth_layout)
+    parser.add_argument("--predictions", required=True, type=Path, help=predictions_layout)
 
 
 def _add_scoring_options(parser: argparse.ArgumentParser) -> None:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from faceset.commands.fit_job import add_fit_options
-    from faceset.commands.reconstruct import add_model_options
+    from faceset.commands.reconstruct import add_photo_job_arguments
 
     parser = subparsers.add_parser(
         "fit", help="refine reconstructions by analysis-by-synthesis (per photo or per subject)",
@@ -21,16 +19,8 @@ def register(subparsers) -> None:
                     "subject.obj/.mat (--subject: the shared identity) or fused.obj/.mat "
                     "(per photo: the fitted identities fused afterwards). Finished outputs "
                     "are not overwritten without --overwrite (or --resume).")
-    parser.add_argument("img_dir", type=Path, metavar="IMG_DIR")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--subject", action="store_true",
-                        help="all photos show one person: fit one shared identity and albedo")
-    parser.add_argument("--resume", action="store_true",
-                        help="start from OUT/<stem>.mat where it exists and refine the outputs "
-                             "in place (an unusable .mat is reported and that photo starts "
-                             "from scratch)")
-    add_fit_options(parser)
-    add_model_options(parser)
+    add_photo_job_arguments(parser, "all photos show one person: fit one shared identity and albedo",
+                            resume=True)
     parser.set_defaults(func=run)
 
 

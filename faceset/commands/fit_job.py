@@ -76,10 +76,8 @@ class FitJob:
 
     def subject_options(self):
         """The ``faceset.subject.SubjectOptions`` of this job."""
-        from aggregation import AggregationConfig
         from faceset.subject import SubjectOptions
-        return SubjectOptions(reconstruct=self.model, flags=self.fit, resume=self.resume,
-                              aggregation=AggregationConfig(method=self.fit.aggregate))
+        return SubjectOptions(reconstruct=self.model, flags=self.fit, resume=self.resume)
 
     def run(self) -> int:
         """Fit, write, print the summary; exit code 1 when some photo failed."""

@@ -78,21 +78,32 @@ def model_options(args: argparse.Namespace) -> ReconstructOptions:
     return options
 
 
-def register(subparsers) -> None:
+def add_photo_job_arguments(parser: argparse.ArgumentParser, subject_help: str,
+                            resume: bool = False) -> None:
+    """What ``reconstruct`` and ``fit`` share: IMG_DIR, --out, --subject (``subject_help``),
+    with ``resume`` ``faceset fit``'s --resume, then the fit and the model options."""
     from faceset.commands.fit_job import add_fit_options
 
+    parser.add_argument("img_dir", type=Path, metavar="IMG_DIR")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--subject", action="store_true", help=subject_help)
+    if resume:
+        parser.add_argument("--resume", action="store_true",
+                            help="start from OUT/<stem>.mat where it exists and refine the outputs "
+                                 "in place (an unusable .mat is reported and that photo starts "
+                                 "from scratch)")
+    add_fit_options(parser)
+    add_model_options(parser)
+
+
+def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "reconstruct", help="reconstruct every photo of a folder",
         description="Reconstruct every *.jpg/*.png of IMG_DIR (using IMG_DIR/detections/<stem>.txt "
                     "when present, else dlib). Writes <stem>.obj/.mat/.png like the original, plus "
                     "<stem>_canonical.obj and <stem>_transform.json. With --subject, fuses one "
                     "identity across all photos and fits it jointly.")
-    parser.add_argument("img_dir", type=Path, metavar="IMG_DIR")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--subject", action="store_true",
-                        help="all photos show one person: aggregate and fit one identity")
-    add_fit_options(parser)
-    add_model_options(parser)
+    add_photo_job_arguments(parser, "all photos show one person: aggregate and fit one identity")
     parser.set_defaults(func=run)
 
 

@@ -14,21 +14,20 @@ from dataclasses import dataclass
 from typing import Optional
 
 from faceset.commands import CommandOptions
+from faceset.options import SyntheticSet
 
 REALISMS = ("model", "photo")
 
 
-@dataclass
-class SynthCommand(CommandOptions):
-    """``faceset synth``'s options, one field per flag. out: the output folder (as typed);
-    occluder_probability: None keeps the generator's own (``faceset.synth.SynthConfig``
-    0.25, ``faceset.photoreal.generate.PhotoConfig`` 0.3); model_resolution: rows of the
-    embedded model grid (None: its default). The other defaults are both generators'."""
+@dataclass(kw_only=True)
+class SynthCommand(SyntheticSet, CommandOptions):
+    """``faceset synth``'s options, one field per flag: the set (``SyntheticSet``); out: the
+    output folder (as typed); occluder_probability: None keeps the generator's own
+    (``faceset.synth.SynthConfig`` 0.25, ``faceset.photoreal.generate.PhotoConfig`` 0.3);
+    model_resolution: rows of the embedded model grid (None: its default). The other
+    defaults are both generators'."""
 
     out: str
-    subjects: int = 3
-    images: int = 8
-    seed: int = 0
     realism: str = "model"
     detail_mm: float = 2.0
     occluder_probability: Optional[float] = None

@@ -29,6 +29,8 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 from tqdm import tqdm
 
+from evaluation.distance import vertex_normals
+from faceset.options import SyntheticSet
 from recon import constants as C
 from recon.preprocess.photo import EXIF_FOCAL_35MM, EXIF_SUB_IFD, FULL_FRAME_DIAGONAL_MM
 from recon.io import write_atomic, write_coeffs_mat, write_mat
@@ -36,7 +38,7 @@ from recon.preprocess.detections import write_detections
 from recon.standard_landmarks import five_point_template
 
 from .mesh import HAIR, NECK, TORSO, DenseMesh, deformation_fields, draw_deformation, draw_identity, ellipsoid, fine_detail
-from .render import Light, ShadowMap, rasterize, shade, vertex_normals_area
+from .render import Light, ShadowMap, rasterize, shade
 from .scene import PinholeCamera, add_occluder, background, draw_camera, draw_lights, draw_pose, rotation
 from .skin import Atlas, SkinTexture, paint_skin
 
@@ -44,12 +46,10 @@ DISPLAY_GAMMA = 2.2
 
 
 @dataclass
-class PhotoConfig:
-    """Ranges of the random draws (angles in degrees, sizes in pixels, lengths in mm)."""
+class PhotoConfig(SyntheticSet):
+    """The set (``SyntheticSet``) and the ranges of the random draws (angles in degrees,
+    sizes in pixels, lengths in mm)."""
 
-    subjects: int = 3
-    images: int = 8
-    seed: int = 0
     image_size: tuple[int, int] = (256, 448)   # width and height drawn independently
     yaw_deg: float = 55.0
     pitch_deg: float = 20.0
@@ -167,7 +167,7 @@ class PhotoGenerator:
         the vertex is not shadowed (one small shadow map per direction)."""
         points = np.concatenate([vertices, self.shell])
         triangles = np.concatenate([self.mesh.triangles, self.shell_triangles + len(vertices)])
-        normals = vertex_normals_area(vertices, self.mesh.triangles)
+        normals = vertex_normals(vertices, self.mesh.triangles)
         k = np.arange(directions) + 0.5
         polar = np.arccos(1 - 2 * k / directions)
         azimuth = np.pi * (1 + 5 ** 0.5) * k
@@ -234,7 +234,7 @@ class PhotoGenerator:
         for vertices, tris, kind, colour, ao in parts:
             points.append(vertices)
             triangles.append(tris + offset)
-            normals.append(vertex_normals_area(vertices, tris))
+            normals.append(vertex_normals(vertices, tris))
             uv = self.mesh.uv if kind > 0 else np.zeros((len(vertices), 2))
             attrs.append(np.column_stack([uv, np.full(len(vertices), kind), np.tile(colour, (len(vertices), 1)),
                                           np.broadcast_to(ao, (len(vertices),))]))

@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from evaluation.distance import vertex_normals
 from recon import constants as C
-
-from .render import vertex_normals_area
 
 THETA_MAX_DEG = 96.3   # the embedded model's grid azimuth range (its uv u spans +-this)
 
@@ -90,7 +89,7 @@ class DenseMesh:
     @property
     def mean_normals(self) -> np.ndarray:
         if self._normals is None:
-            self._normals = vertex_normals_area(self.mean, self.triangles)
+            self._normals = vertex_normals(self.mean, self.triangles)
         return self._normals
 
     @property

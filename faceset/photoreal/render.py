@@ -147,23 +147,6 @@ def rasterize(xy: np.ndarray, depth: np.ndarray, triangles: np.ndarray, width: i
                   zbuf.reshape(height, width))
 
 
-def face_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """(F, 3) unit normals, (v1 - v0) x (v2 - v0): outward for counter-clockwise triangles."""
-    v0, v1, v2 = (vertices[triangles[:, k]] for k in range(3))
-    n = np.cross(v1 - v0, v2 - v0)
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-20)
-
-
-def vertex_normals_area(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """(V, 3) unit vertex normals: area-weighted sums of the incident triangles' normals."""
-    v0, v1, v2 = (vertices[triangles[:, k]] for k in range(3))
-    n = np.cross(v1 - v0, v2 - v0)
-    out = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(out, triangles[:, k], n)
-    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-20)
-
-
 def light_basis(direction: np.ndarray) -> np.ndarray:
     """(3, 3) rows u, v, w: an orthonormal frame whose w points towards the light."""
     w = np.asarray(direction, np.float64)
