@@ -46,7 +46,7 @@ from recon.crop_camera import crop_intrinsics, with_intrinsics
 from recon.face_model import FaceModel
 from recon.models import load_face_model
 from recon.io import write_coeffs_mat, write_npy, write_obj, write_png
-from recon.landmark_fit import LandmarkFitConfig, estimate_lighting, fit_landmarks
+from recon.landmark_fit import LandmarkFitConfig, estimate_lighting, fit_landmarks, refit_pose_expression
 from recon.landmark_set import LandmarkSet
 from recon.preprocess.align import PHOTO_SUFFIXES, CropTransform, align_face
 from recon.preprocess.detect import five_points_from_68
@@ -239,12 +239,14 @@ class PhotoPreparer:
 
 @dataclass(frozen=True)
 class RNetChoice:
-    """The R-Net that gives a job's initial coefficients: checkpoint file, backbone, and
-    where it came from (for the summary)."""
+    """The R-Net that gives a job's initial coefficients: checkpoint file, backbone, where it
+    came from (for the summary), and whether its pose and expression are re-fitted to the
+    photos' landmarks (a shipped R-Net whose sidecar says its pose is coarse)."""
 
     path: Path
     arch: str
     source: str
+    refit_pose: bool = False
 
 
 def choose_rnet(options: ReconstructOptions, face_model: FaceModel) -> Optional[RNetChoice]:
@@ -263,7 +265,7 @@ def choose_rnet(options: ReconstructOptions, face_model: FaceModel) -> Optional[
     from recon.weights import find_shipped_rnet
     shipped, why_not = find_shipped_rnet(face_model)
     if shipped is not None and (shipped.auto or options.init == "rnet"):
-        return RNetChoice(shipped.path, shipped.arch, shipped.describe())
+        return RNetChoice(shipped.path, shipped.arch, shipped.describe(), shipped.refit_pose)
     if options.init == "rnet":
         raise ValueError(f"--init rnet needs an R-Net: no --checkpoint was given and no shipped "
                          f"R-Net fits the face model {face_model.name} ({why_not})")
@@ -274,7 +276,8 @@ class Reconstructor:
     """Coefficients, geometry and renders for batches of prepared photos.
 
     rnet: the R-Net of the initial coefficients (``choose_rnet``), None for the landmark
-    initialiser; init_source: one line saying which of the two runs."""
+    initialiser; init_source: one line saying which of the two runs; refit_rnet_pose: the
+    R-Net's pose and expression are re-fitted to the photos' landmarks (``RNetChoice``)."""
 
     def __init__(self, options: ReconstructOptions):
         self.options = options
@@ -284,6 +287,7 @@ class Reconstructor:
         self._dense_set: Optional[LandmarkSet] = None
         choice = choose_rnet(options, self.face_model)
         self.init_source = "the landmark initialiser" if choice is None else choice.source
+        self.refit_rnet_pose = choice is not None and choice.refit_pose
         if choice is not None:
             from recon.rnet import load_checkpoint
             self.rnet = load_checkpoint(choice.path, choice.arch,
@@ -330,10 +334,16 @@ class Reconstructor:
 
     @torch.no_grad()
     def coefficients(self, photos: list[PreparedPhoto]) -> Coeffs:
+        """(M, ...) start coefficients of the photos: the R-Net's (with its pose and expression
+        re-fitted to the landmarks when ``refit_rnet_pose``), else the landmark initialiser's
+        with least-squares lighting."""
         images = torch.stack([p.crop_tensor() for p in photos]).to(self.device)
-        if self.rnet is not None:
+        if self.rnet is not None and not self.refit_rnet_pose:
             return self.rnet.predict(images)
         landmarks, landmark_set = self.landmarks(photos)
+        if self.rnet is not None:
+            return refit_pose_expression(self.face_model, self.rnet.predict(images), landmarks,
+                                         landmark_set=landmark_set, intrinsics=self.intrinsics(photos))
         config = LandmarkFitConfig(slide_contour=self.options.slide_contour)
         coeffs = fit_landmarks(self.face_model, landmarks, config, landmark_set=landmark_set,
                                intrinsics=self.intrinsics(photos))

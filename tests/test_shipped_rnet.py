@@ -176,6 +176,27 @@ def test_reconstruct_init_auto_rnet_and_landmarks(tmp_path, photos, shipped_dir,
     explicit = choose_rnet(ReconstructOptions(device="cpu", init="rnet"), face_model)
     assert explicit is not None and "fits from it end worse" in explicit.source
 
+    # an R-Net shipped with a coarse pose: its pose and expression re-fitted to the landmarks
+    refit_dir = tmp_path / "refit_pose"
+    add_shipped_rnet(trained_file, ARCH, face_model, COMMAND, "2025-01-02", folder=refit_dir, refit_pose=True)
+    monkeypatch.setenv(RNET_DIR_ENV, str(refit_dir))
+    from faceset.fit_report import landmark_rmse
+    from faceset.subject import SubjectOptions, prepare_photos
+    reconstructor = Reconstructor(ReconstructOptions(device="cpu"))
+    assert reconstructor.refit_rnet_pose and "re-fitted to the landmarks" in reconstructor.init_source
+    prepared, _ = prepare_photos(photos, SubjectOptions())
+    refitted = reconstructor.coefficients(prepared)
+    with torch.no_grad():
+        predicted = reconstructor.rnet.predict(torch.stack([p.crop_tensor() for p in prepared]))
+    points, landmark_set = reconstructor.landmarks(prepared)
+    for group in ("id", "tex", "gamma"):
+        torch.testing.assert_close(getattr(refitted, group), getattr(predicted, group))
+
+    def rmse(coeffs):
+        geometry = reconstructor.geometry(coeffs, prepared)
+        return float(np.mean(landmark_rmse(reconstructor.face_model, geometry, points, landmark_set)))
+    assert rmse(refitted) < rmse(predicted)
+
     # an R-Net shipped for another face model is ignored by auto and named by rnet
     other_dir = tmp_path / "other_weights"
     add_shipped_rnet(trained_file, ARCH, other_model, COMMAND, "2025-01-02", folder=other_dir)

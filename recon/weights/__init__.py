@@ -7,11 +7,14 @@ and a JSON sidecar ``<name>.json`` that says what it is::
     {"format": "faceset.shipped_rnet/1", "file": "<name>.pth", "sha256": "...",
      "arch": "mobilenet_v3_small", "face_model": {...face_model_fingerprint...},
      "training": {"command": "faceset train ...", "date": "YYYY-MM-DD", ...},
-     "auto": true}
+     "auto": true, "refit_pose": false}
 
 ``auto`` (true when absent) says whether ``reconstruct --init auto`` starts from it; false
 keeps the landmark initialiser as the default start (``--init rnet`` still uses it) and
 ``auto_note`` says why, e.g. that fits from it end worse than from the landmarks.
+``refit_pose`` (false when absent): its pose is coarse, so the job re-fits each photo's pose
+and expression to the detected landmarks for the R-Net's identity
+(``recon.landmark_fit.refit_pose_expression``) before anything else uses them.
 
 An R-Net regresses the coefficients of one face model: its heads have that model's sizes,
 and what the numbers mean depends on the model's bases. ``find_shipped_rnet`` therefore
@@ -56,9 +59,17 @@ class ShippedRNet:
         """Whether ``--init auto`` starts from it (the sidecar's ``auto``, true when absent)."""
         return bool(self.sidecar.get("auto", True))
 
+    @property
+    def refit_pose(self) -> bool:
+        """Whether its pose and expression are re-fitted to the landmarks (the sidecar's
+        ``refit_pose``, false when absent)."""
+        return bool(self.sidecar.get("refit_pose", False))
+
     def describe(self) -> str:
         date = self.sidecar.get("training", {}).get("date", "undated")
         text = f"the shipped R-Net {self.path.name} ({self.arch}, trained {date})"
+        if self.refit_pose:
+            text += ", pose and expression re-fitted to the landmarks"
         if not self.auto:
             text += f"; --init rnet only: {self.sidecar.get('auto_note', 'not the default start')}"
         return text
@@ -191,7 +202,7 @@ def _close(recorded, current) -> bool:
 def add_shipped_rnet(checkpoint: str | os.PathLike, arch: str, face_model, command: str,
                      date: str, folder: Optional[str | os.PathLike] = None,
                      name: Optional[str] = None, extra: Optional[dict] = None,
-                     auto_note: Optional[str] = None) -> ShippedRNet:
+                     auto_note: Optional[str] = None, refit_pose: bool = False) -> ShippedRNet:
     """Put a trained R-Net into ``rnet_dir(folder)`` as a shipped one: ``<name>.pth``
     holding only ``net_recon`` (no optimiser state; the original's format) and ``<name>.json``.
 
@@ -200,7 +211,8 @@ def add_shipped_rnet(checkpoint: str | os.PathLike, arch: str, face_model, comma
     first; arch: its backbone; command: the training command line; date: when it was
     trained (YYYY-MM-DD); name: default ``rnet_<arch>_<face model name>``; extra: more
     training facts for the sidecar (e.g. the run's train_config.json); auto_note: when
-    given, ``--init auto`` does not start from it and this says why. Refuses a result
+    given, ``--init auto`` does not start from it and this says why; refit_pose: its pose and
+    expression are re-fitted to the landmarks in use (see the module docstring). Refuses a result
     over ``MAX_SHIPPED_BYTES``. Both files are written atomically, the sidecar last.
     """
     import io
@@ -226,7 +238,7 @@ def add_shipped_rnet(checkpoint: str | os.PathLike, arch: str, face_model, comma
               "face_model": face_model_fingerprint(face_model),
               "training": {"command": command, "date": date, "source": Path(checkpoint).name,
                            **(extra or {})},
-              "auto": auto_note is None}
+              "auto": auto_note is None, "refit_pose": refit_pose}
     if auto_note is not None:
         record["auto_note"] = auto_note
     write_text_atomic(where / f"{name}.json", json.dumps(record, indent=1) + "\n")

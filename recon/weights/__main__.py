@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("--not-default", default=None, metavar="WHY", dest="auto_note",
                      help="ship it for --init rnet only (--init auto keeps the landmark "
                           "initialiser), saying why")
+    add.add_argument("--refit-pose", action="store_true",
+                     help="its pose is coarse: jobs re-fit each photo's pose and expression to the "
+                          "detected landmarks for its identity")
     show = sub.add_parser("show", help="which shipped R-Net a face model gets")
     for p in (add, show):
         p.add_argument("--bfm", type=Path, default=None, help="BFM folder (default: the embedded model)")
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         date = args.date or datetime.date.fromtimestamp(checkpoint.stat().st_mtime).isoformat()
         shipped = add_shipped_rnet(checkpoint, args.arch, face_model, args.command, date,
                                    folder=args.folder, name=args.name, extra=extra,
-                                   auto_note=args.auto_note)
+                                   auto_note=args.auto_note, refit_pose=args.refit_pose)
     except (OSError, ValueError) as err:
         print(f"recon.weights add: error: {err}", file=sys.stderr)
         return 2
