@@ -11,8 +11,9 @@ protocol (neutral canonical mesh against the subject's scan, ``benchmarks/fit_ev
   R-Net's identity without its coarse pose); ``R-Net, landmark refit``: R-Net's coefficients
   with pose and expression re-fitted to the detected points for R-Net's identity
   (``recon.landmark_fit.refit_pose_expression``, the initialiser's priors);
-- ``fit from ...``: ``fitting.fit_images`` (default FitConfig) from each start, with its
-  wall time and steps.
+- ``fit from ...``: ``fitting.fit_images`` (default FitConfig; ``--iters N`` rescales its
+  schedule to N steps, to compare how far each start gets on a shorter fit) from each start,
+  with its wall time and steps. ``--starts`` picks starts (the landmark initialiser always runs).
 
 Then the real example photos: landmark RMSE against the detector's points (mediapipe's 478,
 and the 68 of the shipped detections) of each start and of the fit from it.
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -68,15 +70,17 @@ def start_coeffs(readers: dict[str, Reconstructor], photos) -> dict[str, Coeffs]
             "R-Net, landmark refit": refit}
 
 
-def fitted(face_model, targets: FitTargets, start: Coeffs) -> tuple[Coeffs, float, int]:
+def fitted(face_model, targets: FitTargets, start: Coeffs, config: FitConfig) -> tuple[Coeffs, float, int]:
     """Per-image fit from ``start``: coefficients, seconds, steps."""
     began = time.perf_counter()
-    result = fit_images(face_model, targets, start, FitConfig())
+    result = fit_images(face_model, targets, start, config)
     return result.coeffs, time.perf_counter() - began, int(sum(result.iterations))
 
 
-def subject_rows(data: Path, subject: str, readers: dict[str, Reconstructor], fit: bool) -> list[dict]:
-    """One row per photo: every method's NoW median (mm), the fits' seconds and steps."""
+def subject_rows(data: Path, subject: str, readers: dict[str, Reconstructor], fit: Optional[FitConfig],
+                 starts: tuple[str, ...]) -> list[dict]:
+    """One row per photo: the NoW median (mm) of each start in ``starts`` and of the fit
+    from it (``fit``: its configuration, None: no fits), the fits' seconds and steps."""
     landmarks_only = readers["landmark init"]
     face_model = landmarks_only.face_model
     with tempfile.TemporaryDirectory() as temp:
@@ -93,10 +97,12 @@ def subject_rows(data: Path, subject: str, readers: dict[str, Reconstructor], fi
 
     rows = [{"subject": subject, "photo": p.path.stem, fit_eval.MEAN_FACE: median(torch.zeros_like(floor)),
              "floor": median(floor)} for p in photos]
-    for start_name, starts in start_coeffs(readers, photos).items():
-        ends, seconds, steps = fitted(face_model, targets, starts) if fit else (None, float("nan"), 0)
+    for start_name, start in start_coeffs(readers, photos).items():
+        if start_name not in starts:
+            continue
+        ends, seconds, steps = fitted(face_model, targets, start, fit) if fit else (None, float("nan"), 0)
         for index, row in enumerate(rows):
-            row[start_name] = median(starts.id[index:index + 1])
+            row[start_name] = median(start.id[index:index + 1])
             if ends is not None:
                 row[f"fit from {start_name}"] = median(ends.id[index:index + 1])
                 row[f"seconds from {start_name}"] = seconds / len(photos)
@@ -126,7 +132,8 @@ def held_out_table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def real_photo_lines(photos_dir: Path, readers: dict[str, Reconstructor], fit: bool) -> list[str]:
+def real_photo_lines(photos_dir: Path, readers: dict[str, Reconstructor], fit: Optional[FitConfig],
+                     starts: tuple[str, ...]) -> list[str]:
     """Landmark RMSE (px) against the detector's points on the real photos, per start."""
     lines = ["| landmarks | start | start RMSE (px) | after per-image fit (px) |", "|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as temp:
@@ -146,9 +153,11 @@ def real_photo_lines(photos_dir: Path, readers: dict[str, Reconstructor], fit: b
                     geometry = reader.geometry(coeffs, photos)
                 return float(np.mean(landmark_rmse(face_model, geometry, points, landmark_set)))
 
-            for start_name, starts in start_coeffs(readers, photos).items():
-                after = f"{rmse(fitted(face_model, targets, starts)[0]):.2f}" if fit else "-"
-                lines.append(f"| {label} | {start_name} | {rmse(starts):.2f} | {after} |")
+            for start_name, start in start_coeffs(readers, photos).items():
+                if start_name not in starts:
+                    continue
+                after = f"{rmse(fitted(face_model, targets, start, fit)[0]):.2f}" if fit else "-"
+                lines.append(f"| {label} | {start_name} | {rmse(start):.2f} | {after} |")
     return lines
 
 
@@ -161,11 +170,20 @@ def main(argv=None) -> int:
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--data", type=Path, default=None, help="keep / reuse the generated sets here")
     parser.add_argument("--no-fit", dest="fit", action="store_false", help="starts only")
+    parser.add_argument("--iters", type=int, default=None,
+                        help="total fit steps (the default schedule rescaled; default: the fit's own)")
+    parser.add_argument("--starts", nargs="+", default=list(STARTS), metavar="NAME",
+                        help=f"among: {'; '.join(STARTS)} (default: all; 'landmark init' always)")
     parser.add_argument("--photos", type=Path, default=ROOT.parent / "shared" / "data" / "examples",
                         help="real photos with detections/ (skipped when absent)")
     parser.add_argument("--out", type=Path, default=None, help="markdown file to write")
     parser.add_argument("--csv", type=Path, default=None, help="per-photo rows")
     args = parser.parse_args(argv)
+    unknown = set(args.starts) - set(STARTS)
+    if unknown:
+        parser.error(f"--starts: names among {STARTS}; got {sorted(unknown)}")
+    starts = tuple(name for name in STARTS if name in args.starts or name == "landmark init")
+    fit = None if not args.fit else FitConfig() if args.iters is None else FitConfig().with_total_iterations(args.iters)
     readers = {"landmark init": Reconstructor(ReconstructOptions(device="cpu", init="landmarks")),
                "R-Net": Reconstructor(ReconstructOptions(device="cpu", checkpoint=args.checkpoint,
                                                          arch=args.arch))}
@@ -180,15 +198,17 @@ def main(argv=None) -> int:
                                                                detail_mm=2.0, realism="photo"), seed)
             subjects = sorted(p.name for p in (data / "scans").iterdir())
             for subject in tqdm(subjects, desc=f"seed {seed}"):
-                rows += [{"seed": seed, **row} for row in subject_rows(data, subject, readers, args.fit)]
+                rows += [{"seed": seed, **row} for row in subject_rows(data, subject, readers, fit, starts)]
     lines = [f"# R-Net ({args.arch}, {args.checkpoint.name}) vs the landmark initialiser", "",
              f"`python benchmarks/rnet_eval.py --checkpoint {args.checkpoint.name} --arch {args.arch} "
-             f"--seeds {args.seeds} --subjects {args.subjects} --images {args.images}`", "",
+             f"--seeds {args.seeds} --subjects {args.subjects} --images {args.images}"
+             + (f" --iters {args.iters}" if args.iters else "")
+             + (" --starts " + " ".join(f"'{name}'" for name in starts) if starts != STARTS else "") + "`", "",
              f"Held-out out-of-model photos: {len(rows)} (detector landmarks), NoW protocol per photo:", "",
              *held_out_table(rows), ""]
     if args.photos.is_dir():
         lines += ["Real example photos, landmark RMSE against the detector:", "",
-                  *real_photo_lines(args.photos, readers, args.fit), ""]
+                  *real_photo_lines(args.photos, readers, fit, starts), ""]
     lines.append(f"{time.perf_counter() - began:.0f} s on {torch.get_num_threads()} thread(s).")
     text = "\n".join(lines) + "\n"
     print(text)
