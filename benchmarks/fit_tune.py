@@ -43,7 +43,7 @@ from faceset.subject import SubjectOptions, prepare_photos  # noqa: E402
 from fitting import FitConfig, FitTargets, fit_images, fit_subject  # noqa: E402
 from recon.types import Coeffs  # noqa: E402
 
-METHODS = ("joint", "per-image", "init")
+METHODS = ("joint", "per-image", "init", "per-image-mean", "joint-from-per-image")
 
 
 def prepared_path(cache: Path, landmarks: str, seed: int, subject: str) -> Path:
@@ -106,6 +106,15 @@ def score_subject(record: dict, face_model, config: FitConfig, methods: list[str
                                                  scan, scan_landmarks)
     if "init" in methods:
         medians["init"] = _per_photo_median(face_model, init.id, scan, scan_landmarks)
+    if {"per-image-mean", "joint-from-per-image"} & set(methods):
+        # the per-image fits' mean identity and albedo, alone and as the joint fit's start
+        per_image = fit_images(face_model, targets, init, config).coeffs
+        mean_id, mean_tex = per_image.id.mean(0, keepdim=True), per_image.tex.mean(0, keepdim=True)
+        medians["per-image-mean"] = _median(face_model, mean_id, scan, scan_landmarks)
+        if "joint-from-per-image" in methods:
+            start = per_image.replace(id=mean_id.expand_as(init.id).clone(), tex=mean_tex.expand_as(init.tex).clone())
+            medians["joint-from-per-image"] = _median(
+                face_model, fit_subject(face_model, targets, start, config).coeffs.id[:1], scan, scan_landmarks)
     return medians
 
 
