@@ -10,8 +10,8 @@ mean-face and floor medians) and then runs only the fits:
     python benchmarks/fit_tune.py score --cache CACHE --seeds 0-5 --set weights.reg=6e-4
     python benchmarks/fit_tune.py real --cache CACHE --photos ../shared/data/examples --set ...
 
-``score`` prints each subject's joint-fit (and with ``--methods``, per-image and
-initialiser) NoW median and the fraction of the mean-face-to-floor gap it closes, then the
+``score`` prints each subject's joint-fit (and with ``--methods``, per-image, initialiser,
+the per-image fits' mean identity, and the joint fit started from that mean) NoW median and the fraction of the mean-face-to-floor gap it closes, then the
 median over subjects and how many beat the mean face: the figures of ``fit_eval.py
 --realism photo`` for the same seeds and settings (same preparation and scoring code, one
 thread). ``real`` fits the real photos per image and prints the landmark RMSE against the
