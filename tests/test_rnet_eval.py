@@ -1,0 +1,52 @@
+"""benchmarks/rnet_eval.py end to end on a tiny held-out set with the shipped R-Net: the
+chosen starts only (the landmark initialiser always), the fit's schedule rescaled by --iters."""
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "rnet_eval.py"
+
+
+@pytest.fixture(scope="module")
+def rnet_eval():
+    # the script pins torch to one thread when it loads (its timings are per thread): give
+    # the rest of the suite its threads back
+    threads = torch.get_num_threads()
+    spec = importlib.util.spec_from_file_location("rnet_eval", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def shipped_checkpoint():
+    found = sorted((ROOT / "recon" / "weights").glob("rnet_*.pth"))
+    if not found:
+        pytest.skip("no R-Net ships in recon/weights/")
+    return found[0]
+
+
+def test_chosen_starts_and_a_short_schedule(rnet_eval, shipped_checkpoint, tmp_path):
+    rnet_eval.main(["--checkpoint", str(shipped_checkpoint), "--arch", "mobilenet_v3_small",
+                    "--seeds", "3", "--subjects", "1", "--images", "2", "--iters", "6",
+                    "--starts", "R-Net, landmark refit", "--photos", str(tmp_path / "no_photos"),
+                    "--data", str(tmp_path / "sets"), "--csv", str(tmp_path / "rows.csv"),
+                    "--out", str(tmp_path / "report.md")])
+    rows = pd.read_csv(tmp_path / "rows.csv")
+    starts = {"landmark init", "R-Net, landmark refit"}
+    assert {c for c in rows.columns if c.startswith("fit from ")} == {f"fit from {s}" for s in starts}
+    assert "R-Net" not in rows.columns and len(rows) >= 1
+    assert (rows["steps from R-Net, landmark refit"] == 6).all()
+    assert rows[[*starts, *(f"fit from {s}" for s in starts)]].gt(0).all().all()
+    assert "--iters 6 --starts 'landmark init' 'R-Net, landmark refit'" in (tmp_path / "report.md").read_text()
+
+
+def test_an_unknown_start_is_refused(rnet_eval, shipped_checkpoint):
+    with pytest.raises(SystemExit):
+        rnet_eval.main(["--checkpoint", str(shipped_checkpoint), "--starts", "R-Net refitted"])
