@@ -101,20 +101,21 @@ def score_subject(record: dict, face_model, config: FitConfig, methods: list[str
                              tex=record["start_tex"].expand_as(init.tex).clone())
         medians["joint"] = _median(face_model, fit_subject(face_model, targets, start, config).coeffs.id[:1],
                                    scan, scan_landmarks)
-    if "per-image" in methods:
-        medians["per-image"] = _per_photo_median(face_model, fit_images(face_model, targets, init, config).coeffs.id,
-                                                 scan, scan_landmarks)
-    if "init" in methods:
-        medians["init"] = _per_photo_median(face_model, init.id, scan, scan_landmarks)
-    if {"per-image-mean", "joint-from-per-image"} & set(methods):
-        # the per-image fits' mean identity and albedo, alone and as the joint fit's start
+    if {"per-image", "per-image-mean", "joint-from-per-image"} & set(methods):
+        # one per-image fit serves its own score, its mean identity and albedo, and the joint
+        # fit started from that mean
         per_image = fit_images(face_model, targets, init, config).coeffs
         mean_id, mean_tex = per_image.id.mean(0, keepdim=True), per_image.tex.mean(0, keepdim=True)
-        medians["per-image-mean"] = _median(face_model, mean_id, scan, scan_landmarks)
+        if "per-image" in methods:
+            medians["per-image"] = _per_photo_median(face_model, per_image.id, scan, scan_landmarks)
+        if "per-image-mean" in methods:
+            medians["per-image-mean"] = _median(face_model, mean_id, scan, scan_landmarks)
         if "joint-from-per-image" in methods:
             start = per_image.replace(id=mean_id.expand_as(init.id).clone(), tex=mean_tex.expand_as(init.tex).clone())
             medians["joint-from-per-image"] = _median(
                 face_model, fit_subject(face_model, targets, start, config).coeffs.id[:1], scan, scan_landmarks)
+    if "init" in methods:
+        medians["init"] = _per_photo_median(face_model, init.id, scan, scan_landmarks)
     return medians
 
 
