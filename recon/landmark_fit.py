@@ -380,7 +380,9 @@ class _FixedIdentity:
         self.exp_basis = points.exp_basis
         self.paths = None
 
-    def rows(self, chosen: None):
+    def rows(self, chosen: None = None):
+        """mean (B, P, 3), the empty identity basis and the expression basis; ``chosen`` is
+        always None (no contour paths)."""
         return self.mean, self.id_basis, self.exp_basis
 
 
@@ -393,7 +395,8 @@ def refit_pose_expression(face_model: FaceModel, coeffs: Coeffs, landmarks: torc
 
     The MAP landmark fit of ``fit_landmarks`` (same noise model and expression prior, its
     Levenberg-Marquardt steps) started from ``coeffs`` (B, ...) with ``coeffs.id`` fixed;
-    arguments as ``fit_landmarks`` (contour points do not slide here). Returns ``coeffs`` with angle, trans and exp replaced.
+    arguments as ``fit_landmarks`` (contour points do not slide here). Returns ``coeffs``
+    with angle, trans and exp replaced.
     """
     config = config or LandmarkFitConfig()
     landmark_set, weights, cameras, image_points = _observations(face_model, landmarks, config, landmark_set,
