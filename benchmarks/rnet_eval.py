@@ -183,7 +183,12 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"--starts: names among {STARTS}; got {sorted(unknown)}")
     starts = tuple(name for name in STARTS if name in args.starts or name == "landmark init")
-    fit = None if not args.fit else FitConfig() if args.iters is None else FitConfig().with_total_iterations(args.iters)
+    try:
+        fit = None if not args.fit else FitConfig() if args.iters is None else FitConfig().with_total_iterations(args.iters)
+    except ValueError as err:
+        parser.error(f"--iters: {err}")
+    if not args.checkpoint.is_file():
+        parser.error(f"--checkpoint {args.checkpoint}: no such file")
     readers = {"landmark init": Reconstructor(ReconstructOptions(device="cpu", init="landmarks")),
                "R-Net": Reconstructor(ReconstructOptions(device="cpu", checkpoint=args.checkpoint,
                                                          arch=args.arch))}

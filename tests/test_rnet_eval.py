@@ -47,6 +47,8 @@ def test_chosen_starts_and_a_short_schedule(rnet_eval, shipped_checkpoint, tmp_p
     assert "--iters 6 --starts 'landmark init' 'R-Net, landmark refit'" in (tmp_path / "report.md").read_text()
 
 
-def test_an_unknown_start_is_refused(rnet_eval, shipped_checkpoint):
+def test_an_unknown_start_and_too_few_steps_are_refused(rnet_eval, shipped_checkpoint):
     with pytest.raises(SystemExit):
         rnet_eval.main(["--checkpoint", str(shipped_checkpoint), "--starts", "R-Net refitted"])
+    with pytest.raises(SystemExit):
+        rnet_eval.main(["--checkpoint", str(shipped_checkpoint), "--iters", "2"])
