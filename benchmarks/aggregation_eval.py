@@ -20,8 +20,12 @@ subject's true surface with ``evaluation.now`` (``benchmarks/fit_eval.py``'s ``s
 - ``mean``: the authors' average of the identities;
 - ``confidence``: the landmark-information / fit-quality weighted mean;
 - ``cnet``: a trained C-Net (``--cnet``, with the R-Net ``--checkpoint`` it reads);
-- reference rows: ``mean face`` (no fit) and ``floor`` (the model's identity fitted to the
-  true surface in 3-D).
+- reference rows: ``mean face`` (no fit), ``floor`` (the model's identity fitted to the
+  true surface in 3-D) and ``best convex fusion (oracle)``: the identity nearest the true
+  surface (the floor's least squares) among all per-coefficient convex combinations of the
+  set's identities, i.e. with every coefficient inside the photos' range. Every method above
+  (and any C-Net, whose confidences weight each coefficient) fuses inside that range, so this
+  row bounds what weighting the photos can gain over ``mean``.
 
 The table gives, per set size and method, the median scan-to-mesh distance (mm) pooled
 over the subjects' scan vertices; ``--plot`` draws it against set size.
@@ -55,6 +59,7 @@ BAD_KINDS = ("yaw", "occluded", "blur")
 EXTREME_YAW_DEG = (65.0, 85.0)   # |yaw| range of the extreme-yaw photos
 BLUR_SIGMA_OF_DIAGONAL = 0.015   # the blurred photos' Gaussian sigma, fraction of the diagonal
 MEAN_FACE, FLOOR = "mean face (no fit)", "floor (id fitted to the truth in 3-D)"
+BEST_CONVEX = "best convex fusion (oracle)"
 
 
 def photo_kind(index: int) -> str:
@@ -134,6 +139,21 @@ def fuse_all(face_model, coeffs, targets, landmark_set, features, cnet) -> dict:
     return ids
 
 
+def best_convex_id(face_model, truth_mm: np.ndarray, ids) -> "torch.Tensor":
+    """(1, K) the floor's least squares restricted to each coefficient's range over ``ids``
+    (M, K): a bounded least-squares problem, solved on the Cholesky factor of its normal
+    equations (K x K)."""
+    import torch
+    from scipy.optimize import lsq_linear
+    from benchmarks.fit_eval import skin_normal_equations
+    normal, rhs = skin_normal_equations(face_model, truth_mm)
+    factor = torch.linalg.cholesky(normal)                      # normal = L L^T
+    target = torch.linalg.solve_triangular(factor, rhs[:, None], upper=False)[:, 0]
+    low, high = (v.double().cpu().numpy() for v in (ids.min(0).values, ids.max(0).values))
+    solution = lsq_linear(factor.T.numpy(), target.numpy(), bounds=(low, high + 1e-9)).x
+    return torch.tensor(solution, dtype=ids.dtype, device=ids.device)[None]
+
+
 def evaluate_subject(data: Path, subject: str, reconstructor, rnet, cnet, sizes) -> dict:
     """{(size, method): distances (N,) mm} and the photos that dropped out."""
     import torch
@@ -152,9 +172,9 @@ def evaluate_subject(data: Path, subject: str, reconstructor, rnet, cnet, sizes)
                     if rnet is not None else None)
     stems = [p.stem for p in order]
     results = {}
+    truth_mm = scan_at_model_vertices(data, subject, scan)
     constant = {MEAN_FACE: score(face_model, torch.zeros_like(coeffs.id[:1]), scan, scan_landmarks),
-                FLOOR: score(face_model, projected_id(face_model, scan_at_model_vertices(data, subject, scan)),
-                             scan, scan_landmarks)}
+                FLOOR: score(face_model, projected_id(face_model, truth_mm), scan, scan_landmarks)}
     for size in sizes:
         for method, distances in constant.items():
             results[size, method] = distances
@@ -168,6 +188,7 @@ def evaluate_subject(data: Path, subject: str, reconstructor, rnet, cnet, sizes)
         targets, landmark_set = reconstructor.landmarks(photos_in)
         ids = fuse_all(face_model, subset, targets, landmark_set,
                        None if features is None else features[index], cnet)
+        ids[BEST_CONVEX] = best_convex_id(face_model, truth_mm, subset.id)
         for method, row in ids.items():
             results[size, method] = score(face_model, row, scan, scan_landmarks)
     return {"distances": results, "failed": sorted(failed), "used": stems}
@@ -199,7 +220,7 @@ def plot(per_subject: dict, sizes, methods, path: Path) -> None:
             if pooled:
                 xs.append(size)
                 ys.append(float(np.median(np.concatenate(pooled))))
-        style = "--" if method in (MEAN_FACE, FLOOR) else "o-"
+        style = "--" if method in (MEAN_FACE, FLOOR) else ":" if method == BEST_CONVEX else "o-"
         axis.plot(xs, ys, style, label=method)
     axis.set_xscale("log", base=2)
     axis.set_xticks(list(sizes), [str(s) for s in sizes])
@@ -242,7 +263,7 @@ def main(argv=None) -> int:
     if args.cnet:
         cnet, record = load_cnet(args.cnet)
         check_rnet(record, rnet, str(resolve_cnet(args.cnet)))
-    methods = ["mean", "confidence"] + (["cnet"] if cnet is not None else []) + [MEAN_FACE, FLOOR]
+    methods = ["mean", "confidence"] + (["cnet"] if cnet is not None else []) + [BEST_CONVEX, MEAN_FACE, FLOOR]
     with tempfile.TemporaryDirectory() as temp:
         data = args.keep_data or Path(temp) / "held_out"
         generate(data, args.subjects, args.images, args.seed, image_size)

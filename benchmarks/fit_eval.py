@@ -79,15 +79,21 @@ def neutral_mesh_mm(face_model, id_row: torch.Tensor) -> tuple[TriangleMesh, np.
     return TriangleMesh(vertices, face_model.triangles.cpu().numpy()), vertices[ids]
 
 
-def projected_id(face_model, scan_mm: np.ndarray) -> torch.Tensor:
-    """(1, K) least-squares id whose neutral shape best matches the scan (same topology)
-    over the skin vertices; a tiny ridge keeps it well posed."""
+def skin_normal_equations(face_model, scan_mm: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normal matrix (K, K) and right-hand side (K,) (float64) of the least-squares id whose
+    neutral shape best matches the scan (same topology) over the skin vertices; a tiny ridge
+    keeps it well posed."""
     skin = face_model.skin_mask.cpu()
     target = torch.tensor(scan_mm / C.MM_PER_UNIT, dtype=torch.float64) - face_model.mean_shape.cpu().double().view(-1, 3)
     basis = face_model.id_basis.cpu().double().view(-1, 3, face_model.id_basis.shape[1])[skin].reshape(-1, face_model.id_basis.shape[1])
     normal = basis.T @ basis + 1e-6 * torch.eye(basis.shape[1], dtype=torch.float64)
-    solution = torch.linalg.solve(normal, basis.T @ target[skin].reshape(-1))
-    return solution[None].float().to(face_model.id_basis.device)
+    return normal, basis.T @ target[skin].reshape(-1)
+
+
+def projected_id(face_model, scan_mm: np.ndarray) -> torch.Tensor:
+    """(1, K) least-squares id of the scan (``skin_normal_equations``): the model's floor."""
+    normal, rhs = skin_normal_equations(face_model, scan_mm)
+    return torch.linalg.solve(normal, rhs)[None].float().to(face_model.id_basis.device)
 
 
 def score(face_model, id_row, scan, scan_landmarks) -> np.ndarray:

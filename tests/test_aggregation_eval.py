@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from aggregation_eval import SET_SIZES, blurred_jpeg, photo_kind  # noqa: E402
+from aggregation_eval import SET_SIZES, best_convex_id, blurred_jpeg, photo_kind  # noqa: E402
 
 
 def test_bad_photos_every_fourth_from_the_second_cycling_kinds():
@@ -32,3 +33,28 @@ def test_blur_removes_fine_detail_and_keeps_exif():
     assert out.size == (160, 120)
     assert np.abs(np.diff(blurred, axis=1)).mean() < 0.1 * np.abs(np.diff(pixels.astype(float), axis=1)).mean()
     assert out.getexif().get_ifd(0x8769)[0xA405] == 26
+
+
+def test_best_convex_fusion_is_the_floor_inside_the_range_and_clipped_outside(tiny_model):
+    from benchmarks.fit_eval import projected_id
+    from recon import constants as C
+    from recon.face_model import FaceModel
+    face_model = FaceModel(tiny_model)
+    torch.manual_seed(0)
+    truth_id = torch.randn(1, face_model.id_basis.shape[1])
+    truth_mm = (face_model.mean_shape + face_model.id_basis @ truth_id[0]).view(-1, 3).numpy() * C.MM_PER_UNIT
+    floor = projected_id(face_model, truth_mm)
+    around = torch.cat([truth_id - 1, truth_id + 0.5])
+    assert torch.allclose(best_convex_id(face_model, truth_mm, around), floor, atol=1e-3)
+    one = truth_id + torch.randn_like(truth_id)
+    assert torch.allclose(best_convex_id(face_model, truth_mm, one), one, atol=1e-6)
+    # a range on one side of the truth: every coefficient lies in the range, and the result
+    # is nearer the truth over the skin (the floor's metric) than either end
+    above = torch.cat([truth_id + 0.2, truth_id + 1.0])
+    best = best_convex_id(face_model, truth_mm, above)
+    assert bool(((best >= above.min(0).values - 1e-6) & (best <= above.max(0).values + 1e-6)).all())
+    skin = face_model.skin_mask
+
+    def shape_error(ids):
+        return float((face_model.id_basis @ (ids - truth_id)[0]).view(-1, 3)[skin].square().sum())
+    assert shape_error(best) <= min(shape_error(above[:1]), shape_error(above[1:])) + 1e-9
