@@ -406,9 +406,11 @@ def fit_images(face_model, targets: FitTargets, init: Coeffs, config: Optional[F
         -> (M, D) features, differentiable; adds the SPEC 5 identity term at full scale
         (with a landmark set other than iBUG 68, the photos are aligned with the start's
         projected 68 model landmarks).
+    The coefficient prior is ``config.per_image()``'s: ``weights.reg`` times
+    ``per_image_prior_scale``.
     Returns FitResult with (M, ...) coefficients.
     """
-    return _run(face_model, targets, init, config or FitConfig(), False, identity_encoder)
+    return _run(face_model, targets, init, (config or FitConfig()).per_image(), False, identity_encoder)
 
 
 def fit_subject(face_model, targets: FitTargets, init: Coeffs, config: Optional[FitConfig] = None,
