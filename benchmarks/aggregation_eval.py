@@ -25,7 +25,9 @@ subject's true surface with ``evaluation.now`` (``benchmarks/fit_eval.py``'s ``s
   surface (the floor's least squares) among all per-coefficient convex combinations of the
   set's identities, i.e. with every coefficient inside the photos' range. Every method above
   (and any C-Net, whose confidences weight each coefficient) fuses inside that range, so this
-  row bounds what weighting the photos can gain over ``mean``.
+  row bounds what weighting the photos can gain over ``mean``; ``mean of the good photos
+  (oracle)``: the authors' mean over the set's photos that are not bad, what a confidence
+  that recognised every bad photo (and nothing else) would give.
 
 The table gives, per set size and method, the median scan-to-mesh distance (mm) pooled
 over the subjects' scan vertices; ``--plot`` draws it against set size.
@@ -60,11 +62,17 @@ EXTREME_YAW_DEG = (65.0, 85.0)   # |yaw| range of the extreme-yaw photos
 BLUR_SIGMA_OF_DIAGONAL = 0.015   # the blurred photos' Gaussian sigma, fraction of the diagonal
 MEAN_FACE, FLOOR = "mean face (no fit)", "floor (id fitted to the truth in 3-D)"
 BEST_CONVEX = "best convex fusion (oracle)"
+GOOD_MEAN = "mean of the good photos (oracle)"
 
 
 def photo_kind(index: int) -> str:
     """``good`` or the bad kind of photo ``index`` of a subject (every fourth from the second)."""
     return BAD_KINDS[(index // 4) % len(BAD_KINDS)] if index % 4 == 1 else "good"
+
+
+def photo_index(stem: str) -> int:
+    """A photo's place in its subject's order: the number after the last underscore."""
+    return int(stem.rsplit("_", 1)[1])
 
 
 def bad_photo(generator, rng, subject, stem: str, kind: str):
@@ -139,7 +147,7 @@ def fuse_all(face_model, coeffs, targets, landmark_set, features, cnet) -> dict:
     return ids
 
 
-def best_convex_id(face_model, truth_mm: np.ndarray, ids) -> "torch.Tensor":
+def best_convex_id(face_model, truth_mm: np.ndarray, ids):
     """(1, K) the floor's least squares restricted to each coefficient's range over ``ids``
     (M, K): a bounded least-squares problem, solved on the Cholesky factor of its normal
     equations (K x K)."""
@@ -179,7 +187,7 @@ def evaluate_subject(data: Path, subject: str, reconstructor, rnet, cnet, sizes)
         for method, distances in constant.items():
             results[size, method] = distances
         # the first `size` photos of the subject's order that the detector kept
-        chosen = [i for i, stem in enumerate(stems) if int(stem.rsplit("_", 1)[1]) < size]
+        chosen = [i for i, stem in enumerate(stems) if photo_index(stem) < size]
         if not chosen:
             continue
         index = torch.tensor(chosen)
@@ -189,6 +197,9 @@ def evaluate_subject(data: Path, subject: str, reconstructor, rnet, cnet, sizes)
         ids = fuse_all(face_model, subset, targets, landmark_set,
                        None if features is None else features[index], cnet)
         ids[BEST_CONVEX] = best_convex_id(face_model, truth_mm, subset.id)
+        good = [n for n, i in enumerate(chosen) if photo_kind(photo_index(stems[i])) == "good"]
+        if good:
+            ids[GOOD_MEAN] = subset.id[good].mean(0, keepdim=True)
         for method, row in ids.items():
             results[size, method] = score(face_model, row, scan, scan_landmarks)
     return {"distances": results, "failed": sorted(failed), "used": stems}
@@ -220,7 +231,7 @@ def plot(per_subject: dict, sizes, methods, path: Path) -> None:
             if pooled:
                 xs.append(size)
                 ys.append(float(np.median(np.concatenate(pooled))))
-        style = "--" if method in (MEAN_FACE, FLOOR) else ":" if method == BEST_CONVEX else "o-"
+        style = "--" if method in (MEAN_FACE, FLOOR) else ":" if method in (BEST_CONVEX, GOOD_MEAN) else "o-"
         axis.plot(xs, ys, style, label=method)
     axis.set_xscale("log", base=2)
     axis.set_xticks(list(sizes), [str(s) for s in sizes])
@@ -263,7 +274,7 @@ def main(argv=None) -> int:
     if args.cnet:
         cnet, record = load_cnet(args.cnet)
         check_rnet(record, rnet, str(resolve_cnet(args.cnet)))
-    methods = ["mean", "confidence"] + (["cnet"] if cnet is not None else []) + [BEST_CONVEX, MEAN_FACE, FLOOR]
+    methods = ["mean", "confidence"] + (["cnet"] if cnet is not None else []) + [GOOD_MEAN, BEST_CONVEX, MEAN_FACE, FLOOR]
     with tempfile.TemporaryDirectory() as temp:
         data = args.keep_data or Path(temp) / "held_out"
         generate(data, args.subjects, args.images, args.seed, image_size)
@@ -275,7 +286,7 @@ def main(argv=None) -> int:
     init = f"R-Net {args.arch} {args.checkpoint.name}" if args.checkpoint else reconstructor.init_source
     command = "python benchmarks/aggregation_eval.py " + " ".join(argv if argv is not None else sys.argv[1:])
     dropped = sum(len(r["failed"]) for r in per_subject.values())
-    lines = [f"## Identity fusion against set size (out-of-model, NoW protocol)", "",
+    lines = ["## Identity fusion against set size (out-of-model, NoW protocol)", "",
              f"Command: `{command}`", "",
              f"{len(subjects)} held-out subjects (seed {args.seed}), {args.images} photos each, every 4th "
              f"from the 2nd bad ({', '.join(BAD_KINDS)} in turn); per-photo coefficients from {init}; "
