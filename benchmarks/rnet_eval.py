@@ -112,6 +112,26 @@ def subject_rows(data: Path, subject: str, readers: dict[str, Reconstructor], fi
     return rows
 
 
+def subject_bootstrap(rows: list[dict], method: str, baseline: str, draws: int = 2000,
+                      seed: int = 0) -> tuple[float, float, float]:
+    """The relative change (%) of ``method``'s median over photos against ``baseline``'s,
+    and its 90 % interval when whole subjects are resampled with replacement (photos of one
+    person share that person's errors, so subjects, not photos, are the independent draws)."""
+    def change(picked: list[dict]) -> float:
+        ours, theirs = (np.median([r[m] for r in picked]) for m in (method, baseline))
+        return 100.0 * (ours / theirs - 1.0)
+
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row.get("seed"), row["subject"]), []).append(row)
+    keys = list(groups)
+    rng = np.random.default_rng(seed)
+    samples = [change([r for k in rng.choice(len(keys), len(keys)) for r in groups[keys[k]]])
+               for _ in range(draws)]
+    low, high = np.percentile(samples, [5, 95])
+    return change(rows), float(low), float(high)
+
+
 def held_out_table(rows: list[dict]) -> list[str]:
     methods = [m for m in METHODS if m in rows[0]]
     lines = ["| method | median of per-photo medians (mm) | mean (mm) | gap closed mean face -> floor, median | "
@@ -123,6 +143,13 @@ def held_out_table(rows: list[dict]) -> list[str]:
         beats_mean = sum(r[method] < r[fit_eval.MEAN_FACE] for r in rows)
         lines.append(f"| {method} | {np.median(values):.3f} | {values.mean():.3f} | {np.median(gaps):+.0f} % | "
                      f"{beats_init}/{len(rows)} | {beats_mean}/{len(rows)} |")
+    lines.append("\nMedian against the landmark initialiser's (start vs start, fit vs fit), 90 % interval "
+                 "over subjects resampled:\n")
+    for method in methods:
+        baseline = "fit from landmark init" if method.startswith("fit from") else "landmark init"
+        if method not in (baseline, fit_eval.MEAN_FACE, "floor") and baseline in rows[0]:
+            change, low, high = subject_bootstrap(rows, method, baseline)
+            lines.append(f"- {method}: {change:+.1f} % [{low:+.1f}, {high:+.1f}]")
     for start in STARTS:
         if f"seconds from {start}" in rows[0]:
             seconds = np.mean([r[f"seconds from {start}"] for r in rows])

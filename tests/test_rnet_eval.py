@@ -52,3 +52,15 @@ def test_an_unknown_start_and_too_few_steps_are_refused(rnet_eval, shipped_check
         rnet_eval.main(["--checkpoint", str(shipped_checkpoint), "--starts", "R-Net refitted"])
     with pytest.raises(SystemExit):
         rnet_eval.main(["--checkpoint", str(shipped_checkpoint), "--iters", "2"])
+
+
+def test_subject_bootstrap_resamples_whole_subjects(rnet_eval):
+    rows = [{"seed": 0, "subject": f"s{s}", "landmark init": 1.0 + s + 0.1 * p, "R-Net": 0.9 * (1.0 + s + 0.1 * p)}
+            for s in range(4) for p in range(3)]
+    change, low, high = rnet_eval.subject_bootstrap(rows, "R-Net", "landmark init")
+    assert change == pytest.approx(-10.0) and low == pytest.approx(-10.0) and high == pytest.approx(-10.0)
+    # one subject much better, the others unchanged: the interval spans whether it is drawn
+    for row in rows:
+        row["R-Net"] = row["landmark init"] * (0.5 if row["subject"] == "s1" else 1.0)
+    change, low, high = rnet_eval.subject_bootstrap(rows, "R-Net", "landmark init")
+    assert low < change <= high <= 0.0 and low < -5.0
