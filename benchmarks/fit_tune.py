@@ -11,7 +11,9 @@ mean-face and floor medians) and then runs only the fits:
     python benchmarks/fit_tune.py real --cache CACHE --photos ../shared/data/examples --set ...
 
 ``score`` prints each subject's joint-fit (and with ``--methods``, per-image, initialiser,
-the per-image fits' mean identity, and the joint fit started from that mean) NoW median and the fraction of the mean-face-to-floor gap it closes, then the
+the per-image fits' mean identity, and the joint fit started from that mean; with
+``--checkpoint``, R-Net's start as the pipeline builds it, its pose and expression re-fitted to
+the points, and the joint fit from its confidence-fused identity) NoW median and the fraction of the mean-face-to-floor gap it closes, then the
 median over subjects and how many beat the mean face: the figures of ``fit_eval.py
 --realism photo`` for the same seeds and settings (same preparation and scoring code, one
 thread). ``real`` fits the real photos per image and prints the landmark RMSE against the
@@ -41,9 +43,11 @@ from evaluation.meshio import read_mesh, read_pp  # noqa: E402
 from faceset.pipeline import ReconstructOptions, Reconstructor  # noqa: E402
 from faceset.subject import SubjectOptions, prepare_photos  # noqa: E402
 from fitting import FitConfig, FitTargets, fit_images, fit_subject  # noqa: E402
+from recon.landmark_fit import refit_pose_expression  # noqa: E402
 from recon.types import Coeffs  # noqa: E402
 
-METHODS = ("joint", "per-image", "init", "per-image-mean", "joint-from-per-image")
+METHODS = ("joint", "per-image", "init", "per-image-mean", "joint-from-per-image", "rnet", "joint-from-rnet")
+RNET_METHODS = ("rnet", "joint-from-rnet")
 
 
 def prepared_path(cache: Path, landmarks: str, seed: int, subject: str) -> Path:
@@ -89,7 +93,16 @@ def _per_photo_median(face_model, ids: torch.Tensor, scan, scan_landmarks) -> fl
                                            for i in range(ids.shape[0])])))
 
 
-def score_subject(record: dict, face_model, config: FitConfig, methods: list[str]) -> dict[str, float]:
+def rnet_start(record: dict, face_model, rnet) -> Coeffs:
+    """R-Net's coefficients of the cached crops with pose and expression re-fitted to the
+    cached points: ``Reconstructor.coefficients`` for a shipped R-Net with ``refit_pose``."""
+    with torch.no_grad():
+        predicted = rnet.predict(record["images"])
+    return refit_pose_expression(face_model, predicted, record["points"], landmark_set=record["landmark_set"],
+                                 intrinsics=record["intrinsics"])
+
+
+def score_subject(record: dict, face_model, config: FitConfig, methods: list[str], rnet=None) -> dict[str, float]:
     targets = FitTargets(record["images"], record["points"], landmark_set=record["landmark_set"],
                          intrinsics=record["intrinsics"])
     scan = read_mesh(record["scan"])
@@ -116,6 +129,15 @@ def score_subject(record: dict, face_model, config: FitConfig, methods: list[str
                 face_model, fit_subject(face_model, targets, start, config).coeffs.id[:1], scan, scan_landmarks)
     if "init" in methods:
         medians["init"] = _per_photo_median(face_model, init.id, scan, scan_landmarks)
+    if set(RNET_METHODS) & set(methods):
+        start = rnet_start(record, face_model, rnet)
+        if "rnet" in methods:
+            medians["rnet"] = _per_photo_median(face_model, start.id, scan, scan_landmarks)
+        if "joint-from-rnet" in methods:
+            fused = fit_eval.confidence_identity(face_model, start, targets)
+            start = start.replace(id=fused.id.expand_as(start.id).clone(), tex=fused.tex.expand_as(start.tex).clone())
+            medians["joint-from-rnet"] = _median(face_model, fit_subject(face_model, targets, start, config).coeffs.id[:1],
+                                                 scan, scan_landmarks)
     return medians
 
 
@@ -126,7 +148,7 @@ def score(args, reconstructor: Reconstructor) -> None:
         if int(path.stem.split("_")[0]) not in args.seeds or (args.only and path.stem not in args.only):
             continue
         record = torch.load(path, weights_only=False)
-        medians = score_subject(record, reconstructor.face_model, config, args.methods)
+        medians = score_subject(record, reconstructor.face_model, config, args.methods, args.rnet)
         rows.append((path.stem, record["mean_face"], record["floor"], medians))
         text = ", ".join(f"{m} {v:.3f} ({fit_eval.gap_closed(v, record['mean_face'], record['floor']):+.0f} %)"
                          for m, v in medians.items())
@@ -182,6 +204,8 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", default="joint", help=f"comma-separated among {', '.join(METHODS)}")
     parser.add_argument("--photos", type=Path, default=ROOT.parent / "shared" / "data" / "examples",
                         help="real photos with detections/ (mode real)")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="R-Net of the rnet methods")
+    parser.add_argument("--arch", default="mobilenet_v3_small", help="its backbone")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="FitConfig override as in fit_eval.py (repeatable)")
     args = parser.parse_args(argv)
@@ -190,8 +214,14 @@ def main(argv=None) -> int:
     args.methods = [m for m in args.methods.split(",") if m]
     if set(args.methods) - set(METHODS):
         parser.error(f"--methods: among {METHODS}")
+    if set(RNET_METHODS) & set(args.methods) and args.checkpoint is None:
+        parser.error(f"--methods {', '.join(RNET_METHODS)} need the R-Net --checkpoint")
     torch.set_num_threads(1)
     reconstructor = Reconstructor(ReconstructOptions(device="cpu", init="landmarks"))
+    args.rnet = None
+    if args.checkpoint is not None:
+        from recon.rnet import load_checkpoint
+        args.rnet = load_checkpoint(args.checkpoint, args.arch, sizes=reconstructor.face_model.coeff_sizes).eval()
     {"prepare": prepare, "score": score, "real": real}[args.mode](args, reconstructor)
     return 0
 
