@@ -277,7 +277,9 @@ class Reconstructor:
 
     rnet: the R-Net of the initial coefficients (``choose_rnet``), None for the landmark
     initialiser; init_source: one line saying which of the two runs; refit_rnet_pose: the
-    R-Net's pose and expression are re-fitted to the photos' landmarks (``RNetChoice``)."""
+    R-Net's pose and expression are re-fitted to the photos' landmarks (``RNetChoice``);
+    uses_landmarks: the start reads the photos' landmarks (the initialiser, or an R-Net whose
+    pose is re-fitted), so the photos need them."""
 
     def __init__(self, options: ReconstructOptions):
         self.options = options
@@ -288,6 +290,8 @@ class Reconstructor:
         choice = choose_rnet(options, self.face_model)
         self.init_source = "the landmark initialiser" if choice is None else choice.source
         self.refit_rnet_pose = choice is not None and choice.refit_pose
+        # the landmark initialiser fits the landmarks, a refitted R-Net pose too
+        self.uses_landmarks = choice is None or choice.refit_pose
         if choice is not None:
             from recon.rnet import load_checkpoint
             self.rnet = load_checkpoint(choice.path, choice.arch,
@@ -484,9 +488,9 @@ def reconstruct_folder(photo_dir: Path, out_dir: Path, options: ReconstructOptio
     out_dir.mkdir(parents=True, exist_ok=True)
     reconstructor = Reconstructor(options)
     report.rnet = "" if reconstructor.rnet is None else reconstructor.init_source
-    # With R-Net the 68 landmarks are not used: do not load dlib's predictor for them.
+    # An R-Net whose pose is kept uses no landmarks: do not load dlib's predictor for them.
     preparer = PhotoPreparer(options.face_index, options.detector, str(reconstructor.device),
-                             need_landmarks68=reconstructor.rnet is None)
+                             need_landmarks68=reconstructor.uses_landmarks)
     progress = tqdm(total=len(todo), desc="reconstruct", unit="photo", disable=not show_progress)
     try:
         for start in range(0, len(todo), options.batch_size):
