@@ -2,7 +2,8 @@
 
 One command: generate (or take ``--data``) an in-model ``faceset synth`` set of one subject
 and 8 photos, then, for every thread policy compared, time the subject job (prepare the
-photos, landmark initialiser, confidence-weighted aggregation, ``fitting.fit_subject``) on
+photos, the default start (the shipped R-Net with each photo's pose re-fitted, else the
+landmark initialiser), confidence-weighted aggregation, ``fitting.fit_subject``) on
 a quiet machine and again while one competing CPU-bound process runs:
 
 - ``python``: a pure-Python busy loop (one thread, like a busy browser tab);
@@ -118,7 +119,7 @@ def apply_policy(name: str) -> str:
 
 
 def subject_job(photo_dir: Path, iterations: int | None):
-    """The timed job: prepare, landmark init, aggregate, joint fit. Returns the fit's
+    """The timed job: prepare, the default start, aggregate, joint fit. Returns the fit's
     step count."""
     from aggregation import AggregationConfig, aggregate_identity
     from faceset.pipeline import ReconstructOptions, Reconstructor
@@ -129,7 +130,7 @@ def subject_job(photo_dir: Path, iterations: int | None):
     photos, failed = prepare_photos(photo_dir, SubjectOptions())
     if failed or not photos:
         raise RuntimeError(f"{photo_dir}: photos failed: {failed}")
-    reconstructor = Reconstructor(ReconstructOptions(device="cpu", init="landmarks"))
+    reconstructor = Reconstructor(ReconstructOptions(device="cpu"))
     initial = Coeffs.cat([reconstructor.coefficients(photos)])
     targets = _targets(photos, reconstructor)
     start = aggregate_identity(reconstructor.face_model, initial, targets.landmarks, AggregationConfig(),
@@ -219,7 +220,7 @@ def table(results: list[dict], args, load_before: tuple, load_after: tuple) -> s
         f"Command: `python benchmarks/load_speed.py {' '.join(shown_argv(args.argv))}`"
         + (" (SET: the set given with --data)" if args.data is not None else ""),
         "",
-        f"8-photo subject job (prepare, landmark init, aggregation, joint fit with {iters}; "
+        f"8-photo subject job (prepare, default start, aggregation, joint fit with {iters}; "
         f"{results[0]['steps']} steps run), medians of {args.repeats} run(s) per cell; "
         f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
         f"load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after. "

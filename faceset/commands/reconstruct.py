@@ -26,7 +26,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", default=DEFAULTS.init, choices=INIT_CHOICES,
                         help="initial coefficients: auto (default: the R-Net of --checkpoint, else "
                              "the shipped R-Net when it fits the face model and its sidecar makes it "
-                             "the default, which today's does not, else the landmark initialiser), "
+                             "the default, as the embedded model's does, else the landmark initialiser), "
                              "rnet (--checkpoint or the shipped R-Net, or an error saying why there "
                              "is none) or landmarks (the landmark initialiser, no network)")
     parser.add_argument("--arch", default=DEFAULTS.arch, choices=ARCHITECTURES,
